@@ -1,0 +1,19 @@
+"""laplace-landmarks: Laplace Landmark Localization (Robinson et al., ICCV 2019) for PyTorch.
+
+Coordinates everywhere are (x, y), 0-based, with pixel centres at integers.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "Landmarker", "Face"]
+
+
+def __getattr__(name: str):
+    # Lazy import keeps `import laplace_landmarks` cheap for the CLI and the math modules.
+    if name in ("Landmarker", "Face"):
+        from laplace_landmarks import inference
+
+        return getattr(inference, name)
+    raise AttributeError(name)

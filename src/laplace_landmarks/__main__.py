@@ -1,0 +1,3 @@
+from laplace_landmarks.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data: annotation formats, datasets, crops, transforms and the crop cache."""
