@@ -31,7 +31,8 @@ def spatial_softmax(logits: Tensor, temperature: float = 1.0) -> Tensor:
     check_tensor(logits, "logits", ndim=4)
     check_positive(temperature, "temperature")
     b, k, h, w = logits.shape
-    flat = (logits / temperature).reshape(b, k, h * w)
+    scaled = logits if temperature == 1.0 else logits / temperature
+    flat = scaled.reshape(b, k, h * w)
     return torch.softmax(flat, dim=-1).reshape(b, k, h, w)
 
 

@@ -1,0 +1,96 @@
+"""Checkpoints (atomic, loaded with ``weights_only=True``) and shipped-weight files (safetensors).
+
+A training checkpoint is a dict of plain tensors and Python values: the generator's and
+discriminator's state, both optimizers, the epoch, the best validation NME, the metrics history
+and the resolved config. A *weights file* is a safetensors file holding only the generator's
+tensors, with the resolved config as JSON in its metadata; it loads without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+
+from laplace_landmarks.config import RunConfig
+from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.models import create_model
+
+CHECKPOINT_VERSION = 1
+
+
+def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(payload, temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a training checkpoint safely; clear errors for a missing or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise LandmarksError(f"checkpoint: {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise LandmarksError(f"checkpoint: {path} is not a readable checkpoint ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
+        raise LandmarksError(f"checkpoint: {path} is not a laplace-landmarks checkpoint")
+    return payload
+
+
+def build_generator(config: RunConfig) -> torch.nn.Module:
+    m = config.model
+    return create_model(m.name, width=m.width, num_landmarks=m.num_landmarks, dropout=m.dropout)
+
+
+def save_weights(
+    model: torch.nn.Module, config: RunConfig, path: str | Path, extra: dict[str, str] | None = None
+) -> None:
+    """Write the generator's weights as safetensors with the config in the metadata."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {"config": json.dumps(config.to_dict()), **(extra or {})}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(temporary), metadata=metadata)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load_generator(path: str | Path) -> tuple[torch.nn.Module, RunConfig, dict[str, str]]:
+    """Build the generator from a ``.safetensors`` weights file or a ``.pt`` checkpoint.
+
+    Returns the model in eval mode, its config and the file's metadata.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LandmarksError(f"weights: {path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = dict(handle.metadata() or {})
+            state = load_file(str(path))
+            config = RunConfig.from_dict(json.loads(metadata["config"]))
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            raise LandmarksError(
+                f"weights: {path} is not a laplace-landmarks weights file ({exc})"
+            ) from exc
+    else:
+        payload = load_checkpoint(path)
+        state, config, metadata = payload["model"], RunConfig.from_dict(payload["config"]), {}
+    model = build_generator(config)
+    model.load_state_dict(state)
+    return model.eval(), config, metadata

@@ -1,0 +1,183 @@
+"""``laplace-landmarks data check``: counts, crop coverage, skipped files and a contact sheet.
+
+Coordinates are (x, y), 0-based, with pixel centres at integers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+
+from laplace_landmarks.data.crops import (
+    DEFAULT_EXTENSION,
+    Crop,
+    crop_from_box,
+    crop_from_five_points,
+    five_points_from_68,
+    warp_crop,
+)
+from laplace_landmarks.data.types import LandmarkDataset, Sample
+from laplace_landmarks.errors import LandmarksError
+
+DATASET_NAMES = ("ytf68", "300w", "aflw", "wflw", "cofw", "unlabeled")
+DEFAULT_SPLITS = {
+    "ytf68": "train",
+    "300w": "train",
+    "aflw": "train",
+    "wflw": "train",
+    "cofw": "train",
+    "unlabeled": "all",
+    "folder": "all",
+}
+MAX_SKIPPED_SHOWN = 20
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``data`` with its ``check`` subcommand."""
+    parser = subparsers.add_parser("data", help="inspect datasets")
+    actions = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    check = actions.add_parser("check", help="counts, crop coverage, skipped files, contact sheet")
+    check.add_argument(
+        "dataset", metavar="PATH_OR_NAME", help=f"one of {DATASET_NAMES} or a folder"
+    )
+    check.add_argument("--split", default=None, help="split (default: the dataset's default)")
+    check.add_argument("--root", default=None, help="data root (default: ../shared/data or env)")
+    check.add_argument("--extension", type=float, default=DEFAULT_EXTENSION)
+    check.add_argument("--sheet", type=Path, default=None, help="write a contact sheet PNG here")
+    check.add_argument("--num", type=int, default=16, help="faces on the contact sheet")
+    check.add_argument("--seed", type=int, default=0)
+    check.set_defaults(func=run_check)
+
+
+def open_dataset(name_or_path: str, split: str | None, root: str | None) -> LandmarkDataset:
+    """A named dataset, or a folder of annotated images; bad paths raise LandmarksError."""
+    from laplace_landmarks.data.datasets import load_dataset
+
+    name = name_or_path.lower()
+    if name not in DATASET_NAMES:
+        if not Path(name_or_path).is_dir():
+            raise LandmarksError(
+                f"{name_or_path!r} is neither a dataset name {DATASET_NAMES} nor an existing folder"
+            )
+        name, root = "folder", name_or_path
+    try:
+        return load_dataset(name, split or DEFAULT_SPLITS[name], root=root)
+    except (FileNotFoundError, ValueError) as exc:
+        raise LandmarksError(str(exc)) from exc
+
+
+def labelled_crop(sample: Sample, extension: float) -> Crop:
+    """The paper's 5-point crop for 68 points, else the visible points' box scaled like it."""
+    if sample.points.shape[0] == 68:
+        return crop_from_five_points(five_points_from_68(sample.points), extension=extension)
+    points = sample.points if sample.visibility is None else sample.points[sample.visibility]
+    box = sample.box or (*points.min(axis=0), *points.max(axis=0))
+    return crop_from_box(box, scale=1.0 + extension / 4)
+
+
+def coverage(samples: list[Sample], extension: float) -> tuple[float, float]:
+    """Share of visible points inside their crop, and share of faces entirely inside."""
+    inside_points = total_points = whole_faces = 0
+    for sample in samples:
+        crop = labelled_crop(sample, extension)
+        points = crop.to_crop(sample.points)
+        if sample.visibility is not None:
+            points = points[sample.visibility]
+        inside = ((points >= -0.5) & (points <= crop.size - 0.5)).all(axis=1)
+        inside_points, total_points = inside_points + inside.sum(), total_points + len(inside)
+        whole_faces += bool(inside.all())
+    return inside_points / max(1, total_points), whole_faces / max(1, len(samples))
+
+
+def render_face(sample: Sample, extension: float, detector) -> np.ndarray | None:
+    """A (80, 80, 3) crop with its points drawn, or None when the image fails or has no face."""
+    from PIL import Image, ImageDraw
+
+    from laplace_landmarks.data.images import load_image
+    from laplace_landmarks.detection import crop_from_detection
+
+    image = load_image(sample.image_path)
+    if sample.points is None:
+        detections = detector(image)
+        if not detections:
+            return None
+        crop = crop_from_detection(detections[0].box)
+    else:
+        crop = labelled_crop(sample, extension)
+    picture = Image.fromarray(warp_crop(image, crop)).resize((160, 160), Image.Resampling.NEAREST)
+    if sample.points is not None:
+        draw = ImageDraw.Draw(picture)
+        for x, y in (crop.to_crop(sample.points) + 0.5) * 2:  # pixel centres in the 2x picture
+            draw.ellipse((x - 1.5, y - 1.5, x + 1.5, y + 1.5), fill=(0, 255, 0))
+    return np.asarray(picture)
+
+
+def contact_sheet(
+    dataset: LandmarkDataset, path: Path, num: int, extension: float, seed: int
+) -> tuple[int, list[tuple[str, str]]]:
+    """Write a grid of ``num`` random crops with their points drawn.
+
+    Returns the number of tiles and (path, reason) for faces that could not be drawn (black tiles).
+    """
+    from PIL import Image
+
+    from laplace_landmarks.errors import ImageError
+
+    detector = None
+    if any(sample.points is None for sample in dataset.samples):
+        from laplace_landmarks.detection import DlibHogDetector
+
+        detector = DlibHogDetector()
+    order = np.random.default_rng(seed).permutation(len(dataset.samples))[:num]
+    tiles, failed = [], []
+    for index in order:
+        sample = dataset.samples[index]
+        try:
+            tile = render_face(sample, extension, detector)
+            if tile is None:
+                failed.append((str(sample.image_path), "no face detected"))
+        except (ImageError, ValueError) as exc:
+            tile = None
+            failed.append((str(sample.image_path), str(exc)))
+        tiles.append(np.zeros((160, 160, 3), np.uint8) if tile is None else tile)
+    columns = max(1, math.ceil(math.sqrt(len(tiles))))
+    rows = max(1, math.ceil(len(tiles) / columns))
+    sheet = np.zeros((rows * 160, columns * 160, 3), np.uint8)
+    for position, tile in enumerate(tiles):
+        row, column = divmod(position, columns)
+        sheet[row * 160 : (row + 1) * 160, column * 160 : (column + 1) * 160] = tile
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(sheet).save(path)
+    return len(tiles), failed
+
+
+def run_check(args: argparse.Namespace) -> int:
+    dataset = open_dataset(args.dataset, args.split, args.root)
+    labelled = [s for s in dataset.samples if s.points is not None]
+    print(f"dataset: {dataset.name} split: {dataset.split}")
+    print(
+        f"faces: {len(dataset.samples)} ({len(labelled)} labelled), skipped: {len(dataset.skipped)}"
+    )
+    identities = {s.identity for s in dataset.samples}
+    print(f"identities/subsets: {len(identities)}")
+    if labelled:
+        counts = sorted({s.points.shape[0] for s in labelled})
+        print(f"points per face: {', '.join(map(str, counts))}")
+        point_share, face_share = coverage(labelled, args.extension)
+        print(
+            f"crop coverage (extension {args.extension}): {100 * point_share:.2f}% of points "
+            f"inside the crop, {100 * face_share:.2f}% of faces entirely inside"
+        )
+    for path, reason in dataset.skipped[:MAX_SKIPPED_SHOWN]:
+        print(f"skipped: {path}: {reason}")
+    if len(dataset.skipped) > MAX_SKIPPED_SHOWN:
+        print(f"... and {len(dataset.skipped) - MAX_SKIPPED_SHOWN} more skipped")
+    if args.sheet is not None:
+        drawn, failed = contact_sheet(dataset, args.sheet, args.num, args.extension, args.seed)
+        for path, reason in failed:
+            print(f"not drawn: {path}: {reason}")
+        print(f"contact sheet: {drawn} faces ({len(failed)} not drawn) -> {args.sheet}")
+    return 0

@@ -1,0 +1,94 @@
+"""``laplace-landmarks train --recipe NAME [...]``: train a model into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from laplace_landmarks.config import list_recipes
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a model with a named recipe",
+        description="Train a model. Writes config.json, metrics.csv, last.pt, best.pt and "
+        "best.safetensors into --out; --resume continues from last.pt.",
+    )
+    p.add_argument(
+        "--recipe",
+        default="paper-laplacekl",
+        help=f"recipe name ({', '.join(list_recipes())}) or a .toml file",
+    )
+    p.add_argument("--width", type=float, help="width multiplier (1, 0.5, 0.25, 0.125, 0.0625)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--loss", choices=["softargmax", "laplacekl", "gaussiankl"])
+    p.add_argument("--target-scale", type=float, help="b_t (Laplace) or σ_t (Gaussian), px")
+    p.add_argument("--direction", choices=["forward", "reverse"])
+    p.add_argument("--adversarial-weight", type=float, help="λ of the adversarial loss")
+    p.add_argument("--data", help="dataset name (ytf68, 300w, aflw, wflw, cofw, folder)")
+    p.add_argument("--data-root", help="folder holding the dataset")
+    p.add_argument("--train-split")
+    p.add_argument("--val-split")
+    p.add_argument("--max-train", type=int, help="use only the first N training faces")
+    p.add_argument("--max-val", type=int, help="use only the first N validation faces")
+    p.add_argument("--unlabeled", help="folder of unlabelled faces (enables nothing by itself)")
+    p.add_argument("--num-unlabeled", type=int, help="N of +D(N): how many unlabelled faces")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--cache-dir", help="where crop caches go (default ~/.cache/laplace-landmarks)")
+    p.add_argument("--out", default="runs/latest", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--tensorboard", action="store_true")
+    p.set_defaults(func=run)
+
+
+OVERRIDES = {
+    "width": "model.width",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "seed": "train.seed",
+    "loss": "loss.kind",
+    "target_scale": "loss.target_scale",
+    "direction": "loss.direction",
+    "adversarial_weight": "adversarial.weight",
+    "data": "data.dataset",
+    "data_root": "data.root",
+    "train_split": "data.train_split",
+    "val_split": "data.val_split",
+    "max_train": "data.max_train",
+    "max_val": "data.max_val",
+    "unlabeled": "adversarial.unlabeled",
+    "num_unlabeled": "adversarial.num_unlabeled",
+    "threads": "train.threads",
+    "cache_dir": "data.cache_dir",
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    from laplace_landmarks.checkpoints import load_checkpoint
+    from laplace_landmarks.config import RunConfig, resolve_config
+    from laplace_landmarks.training import Trainer
+
+    out = Path(args.out)
+    if args.resume and (out / "last.pt").exists():
+        config = RunConfig.from_dict(load_checkpoint(out / "last.pt")["config"])
+        if args.epochs:  # allow extending a finished run
+            config = RunConfig.from_dict(
+                {**config.to_dict(), "train": {**config.to_dict()["train"], "epochs": args.epochs}}
+            )
+    else:
+        overrides = {dotted: getattr(args, name) for name, dotted in OVERRIDES.items()}
+        config = resolve_config(args.recipe, overrides)
+    trainer = Trainer(
+        config, out, resume=args.resume, progress=not args.no_progress, tensorboard=args.tensorboard
+    )
+    history = trainer.fit()
+    if history and trainer.rank == 0:
+        best = min(row["val_nme"] for row in history)
+        print(f"done: {len(history)} epochs, best validation NME {best:.3f}% -> {out}")
+    return 0

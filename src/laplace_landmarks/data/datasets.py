@@ -1,0 +1,314 @@
+"""Landmark datasets by name: 300W, AFLW, WFLW, COFW, ytf68, any folder of ``.pts``, unlabelled.
+
+Points are (x, y) float64, 0-based, with pixel centres at integers (``.pts`` files are 1-based on
+disk and shifted on read). Loading only checks that each image exists and its annotation is
+valid; images are decoded later (by the crop cache). Bad samples are skipped and listed in
+``dataset.skipped`` as (path, reason); a missing dataset folder raises FileNotFoundError.
+
+Data root: ``root=`` if given, else ``$LAPLACE_LANDMARKS_DATA_ROOT``, else ``<repo>/../shared/data``.
+Each name has a default sub-folder under it (``300w``, ``aflw``, ``wflw``, ``cofw``, ``ytf68``,
+``unlabeled``); ``root`` may be either the data root or the dataset folder itself.
+
+Names and splits:
+- ``300w``: folder with ``afw/``, ``helen/{trainset,testset}``, ``lfpw/{trainset,testset}``,
+  ``ibug/`` and ``300W/{01_Indoor,02_Outdoor}`` (``300W_indoor``/``300W_outdoor`` accepted).
+  Splits: ``train`` (afw + helen/trainset + lfpw/trainset: 3,148 when complete), ``common``
+  (helen/testset + lfpw/testset: 554), ``challenge`` (ibug: 135), ``full`` (common + challenge:
+  689), ``indoor``, ``outdoor``, ``private``/``300w-private`` (both). A flat ``helen/`` or
+  ``lfpw/`` (images directly inside, no trainset/testset) counts as train. AFW stores one image
+  per face, so multi-face photos appear as byte-identical image files; all are kept.
+- ``aflw`` (19), ``wflw`` (98), ``cofw`` (29): COCO JSON as MMPose ships it; the split picks
+  ``face_landmarks_<name>_<split>.json``, ``<name>_<split>.json``, ``<split>_<name>.json`` or
+  ``<split>.json`` in the root or ``root/annotations``; images in ``root/images`` or the root.
+- ``ytf68``: ``train`` (train.csv, 2,944), ``test`` (test.csv, 845), and ``trainval-train`` /
+  ``val``: train.csv split by identity, ``val`` holding ``val_fraction`` of the identities
+  chosen with ``seed``.
+- ``folder``: ``root`` (recursively) holds images with a ``.pts`` of the same name beside them;
+  split ``all`` or a sub-folder name. K is ``num_landmarks`` or the most common count.
+- ``unlabeled``: every image under ``root`` (recursively), points None; split ``all`` or a
+  sub-folder (``lfw``, ``ytf``).
+``max_images`` keeps a subset chosen with ``seed``, in the original (sorted) order.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from laplace_landmarks.data.formats import (
+    LandmarkRecord,
+    read_coco_keypoints,
+    read_landmarks_csv,
+    read_pts,
+)
+from laplace_landmarks.data.types import LandmarkDataset, Sample
+from laplace_landmarks.errors import FormatError
+
+DATA_ROOT_ENV = "LAPLACE_LANDMARKS_DATA_ROOT"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+NUM_LANDMARKS = {"300w": 68, "aflw": 19, "wflw": 98, "cofw": 29, "ytf68": 68}
+DATASET_NAMES = ("300w", "aflw", "wflw", "cofw", "ytf68", "folder", "unlabeled")
+YTF68_SPLITS = ("train", "test", "trainval-train", "val")
+
+_SUBSETS_300W = {  # subset -> candidate folders; the first that exists is used
+    "afw": ("afw",),
+    "helen/trainset": ("helen/trainset", "helen"),
+    "lfpw/trainset": ("lfpw/trainset", "lfpw"),
+    "helen/testset": ("helen/testset",),
+    "lfpw/testset": ("lfpw/testset",),
+    "ibug": ("ibug",),
+    "indoor": ("300W/01_Indoor", "300W_indoor", "01_Indoor"),
+    "outdoor": ("300W/02_Outdoor", "300W_outdoor", "02_Outdoor"),
+}
+_SPLITS_300W = {
+    "train": ("afw", "helen/trainset", "lfpw/trainset"),
+    "common": ("helen/testset", "lfpw/testset"),
+    "challenge": ("ibug",),
+    "full": ("helen/testset", "lfpw/testset", "ibug"),
+    "indoor": ("indoor",),
+    "outdoor": ("outdoor",),
+    "private": ("indoor", "outdoor"),
+    "300w-private": ("indoor", "outdoor"),
+}
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Options:
+    name: str
+    split: str
+    seed: int
+    val_fraction: float
+    num_landmarks: int | None
+
+
+def default_data_root() -> Path | None:
+    """``$LAPLACE_LANDMARKS_DATA_ROOT`` if set, else ``<repo>/../shared/data`` if it exists."""
+    if os.environ.get(DATA_ROOT_ENV):
+        return Path(os.environ[DATA_ROOT_ENV])
+    candidate = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+def load_dataset(
+    name: str,
+    split: str,
+    root: str | Path | None = None,
+    *,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    num_landmarks: int | None = None,
+    max_images: int | None = None,
+) -> LandmarkDataset:
+    """Load a dataset's split as a list of `Sample` (points (x, y), 0-based pixel centres).
+
+    See the module docstring for names, splits and folder layouts. Raises ValueError for an
+    unknown name or split or bad options, FileNotFoundError when the data is not there.
+    """
+    name = name.lower()
+    if name not in DATASET_NAMES:
+        raise ValueError(f"name: unknown dataset {name!r}; choose from {DATASET_NAMES}")
+    if max_images is not None and max_images < 0:
+        raise ValueError(f"max_images: must be >= 0, got {max_images}")
+    expected = num_landmarks if num_landmarks is not None else NUM_LANDMARKS.get(name)
+    options = _Options(name, split, seed, val_fraction, expected)
+    loader = {"300w": _load_300w, "ytf68": _load_ytf68, "folder": _load_folder}.get(name)
+    loader = loader or (_load_unlabeled if name == "unlabeled" else _load_coco)
+    samples, skipped, count = loader(_resolve_root(name, root), options)
+    samples = _subsample(samples, max_images, seed)
+    if skipped:
+        _log.warning("%s/%s: skipped %d bad samples", name, split, len(skipped))
+    return LandmarkDataset(name, split, count, samples, skipped)
+
+
+Loaded = tuple[list[Sample], list[tuple[str, str]], int]
+
+
+def _resolve_root(name: str, root: str | Path | None) -> Path:
+    """Pick the dataset folder: the given root, or its default sub-folder ``<root>/<name>``."""
+    if root is None:
+        if name == "folder":
+            raise ValueError("root: the 'folder' dataset needs root= (a folder of images + .pts)")
+        base = default_data_root()
+        if base is None:
+            raise FileNotFoundError(f"no data root for {name!r}: pass root= or set {DATA_ROOT_ENV}")
+        root = base / name
+    root = Path(root)
+    if name != "folder" and not _looks_like(name, root) and (root / name).is_dir():
+        root = root / name
+    if not root.is_dir():
+        raise FileNotFoundError(f"{name}: data folder {root} not found")
+    return root
+
+
+def _looks_like(name: str, root: Path) -> bool:
+    if name == "ytf68":
+        return (root / "train.csv").is_file() or (root / "test.csv").is_file()
+    if name == "300w":
+        return any((root / c).is_dir() for cs in _SUBSETS_300W.values() for c in cs)
+    if name == "unlabeled":
+        return False
+    return any(root.glob("*.json")) or any(root.glob("annotations/*.json"))
+
+
+def _subsample(samples: list[Sample], max_images: int | None, seed: int) -> list[Sample]:
+    if max_images is None or max_images >= len(samples):
+        return samples
+    keep = np.sort(np.random.default_rng(seed).choice(len(samples), max_images, replace=False))
+    return [samples[i] for i in keep]
+
+
+# ---------------------------------------------------------------- .pts folders (300W, folder)
+def _load_300w(root: Path, options: _Options) -> Loaded:
+    if options.split not in _SPLITS_300W:
+        raise ValueError(f"split: unknown 300w split {options.split!r}; use {list(_SPLITS_300W)}")
+    folders = []
+    for subset in _SPLITS_300W[options.split]:
+        found = next((root / c for c in _SUBSETS_300W[subset] if (root / c).is_dir()), None)
+        if subset.startswith(("helen", "lfpw")) and found == root / subset.split("/")[0]:
+            found = None if _has_subsets(found) else found  # flat helen/lfpw counts as train
+        if found is None:
+            _log.warning("300w/%s: subset %s not found under %s", options.split, subset, root)
+        folders += [found] if found is not None else []
+    if not folders:
+        wanted = [c for s in _SPLITS_300W[options.split] for c in _SUBSETS_300W[s]]
+        raise FileNotFoundError(f"300w/{options.split}: none of {wanted} found under {root}")
+    samples, skipped = [], []
+    for folder in folders:
+        identity = folder.relative_to(root).as_posix()
+        found_samples, found_skipped = _scan_pts(folder, False, identity, options.num_landmarks)
+        samples += found_samples
+        skipped += found_skipped
+    return samples, skipped, options.num_landmarks or 68
+
+
+def _has_subsets(folder: Path) -> bool:
+    return (folder / "trainset").is_dir() or (folder / "testset").is_dir()
+
+
+def _load_folder(root: Path, options: _Options) -> Loaded:
+    folder = _split_folder(root, options.split)
+    samples, skipped = _scan_pts(folder, True, None, options.num_landmarks)
+    counts = Counter(len(s.points) for s in samples)
+    expected = options.num_landmarks or (counts.most_common(1)[0][0] if counts else 0)
+    kept = [s for s in samples if len(s.points) == expected]
+    skipped += [
+        (str(s.image_path), f"has {len(s.points)} points, expected {expected}")
+        for s in samples
+        if len(s.points) != expected
+    ]
+    return kept, skipped, expected
+
+
+def _split_folder(root: Path, split: str) -> Path:
+    folder = root if split in ("all", "", "train") and not (root / split).is_dir() else root / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"split: folder {folder} not found")
+    return folder
+
+
+def _scan_pts(
+    folder: Path, recursive: bool, identity: str | None, expected: int | None
+) -> tuple[list[Sample], list[tuple[str, str]]]:
+    """Pair every ``.pts`` in ``folder`` with the image of the same stem beside it."""
+    files = [p for p in (folder.rglob("*") if recursive else folder.iterdir()) if p.is_file()]
+    files = sorted(p for p in files if not p.name.startswith("."))
+    images = {(p.parent, p.stem): p for p in reversed(files) if p.suffix.lower() in IMAGE_SUFFIXES}
+    samples, skipped, annotated = [], [], set()
+    for pts in (p for p in files if p.suffix.lower() == ".pts"):
+        image = images.get((pts.parent, pts.stem))
+        annotated.add((pts.parent, pts.stem))
+        if image is None:
+            skipped.append((str(pts), "no image with the same name beside it"))
+            continue
+        try:
+            points = read_pts(pts, expected)
+        except FormatError as error:
+            skipped.append((str(pts), str(error)))
+            continue
+        group = identity if identity is not None else image.parent.relative_to(folder).as_posix()
+        group = "" if group == "." else group
+        samples.append(Sample(image, points, np.ones(len(points), dtype=bool), group))
+    skipped += [
+        (str(p), "no .pts annotation beside it") for k, p in images.items() if k not in annotated
+    ]
+    return samples, skipped
+
+
+# ---------------------------------------------------------------- COCO JSON (AFLW, WFLW, COFW)
+def _load_coco(root: Path, options: _Options) -> Loaded:
+    json_path = _find_coco_json(root, options.name, options.split)
+    skipped: list[tuple[str, str]] = []
+    records = read_coco_keypoints(json_path, options.num_landmarks, skipped=skipped)
+    image_dir = root / "images" if (root / "images").is_dir() else root
+    samples = [_record_sample(image_dir, r, json_path.stem, skipped) for r in records]
+    return [s for s in samples if s is not None], skipped, options.num_landmarks or 0
+
+
+def _find_coco_json(root: Path, name: str, split: str) -> Path:
+    names = [f"face_landmarks_{name}_{split}.json", f"{name}_{split}.json"]
+    names += [f"{split}_{name}.json", f"{split}.json", split]
+    for folder in (root, root / "annotations"):
+        for candidate in names:
+            if (folder / candidate).is_file() and candidate.endswith(".json"):
+                return folder / candidate
+    available = sorted(p.name for p in [*root.glob("*.json"), *root.glob("annotations/*.json")])
+    raise FileNotFoundError(
+        f"{name}/{split}: no annotation file {names[:4]} in {root}; found {available}"
+    )
+
+
+def _record_sample(
+    image_dir: Path, record: LandmarkRecord, identity: str, skipped: list[tuple[str, str]]
+) -> Sample | None:
+    image = image_dir / record.image
+    if not image.is_file():
+        skipped.append((str(image), "image file not found"))
+        return None
+    return Sample(image, record.points, record.visibility, identity, record.box)
+
+
+# ---------------------------------------------------------------- ytf68 (CSV)
+def _load_ytf68(root: Path, options: _Options) -> Loaded:
+    if options.split not in YTF68_SPLITS:
+        raise ValueError(f"split: unknown ytf68 split {options.split!r}; use {YTF68_SPLITS}")
+    csv_path = root / ("test.csv" if options.split == "test" else "train.csv")
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"ytf68/{options.split}: {csv_path} not found")
+    skipped: list[tuple[str, str]] = []
+    records = read_landmarks_csv(csv_path, options.num_landmarks, skipped=skipped)
+    if options.split in ("trainval-train", "val"):
+        held_out = held_out_identities(
+            [_ytf_identity(r) for r in records], options.seed, options.val_fraction
+        )
+        records = [r for r in records if (_ytf_identity(r) in held_out) == (options.split == "val")]
+    samples = [_record_sample(root, r, _ytf_identity(r), skipped) for r in records]
+    return [s for s in samples if s is not None], skipped, options.num_landmarks or 68
+
+
+def _ytf_identity(record: LandmarkRecord) -> str:
+    return Path(record.image).parent.name
+
+
+def held_out_identities(identities: list[str], seed: int, fraction: float) -> set[str]:
+    """Choose ``round(fraction * n)`` (at least 1) of the distinct identities with ``seed``."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"val_fraction: must be between 0 and 1, got {fraction}")
+    distinct = sorted(set(identities))
+    count = max(1, round(fraction * len(distinct)))
+    order = np.random.default_rng(seed).permutation(len(distinct))
+    return {distinct[i] for i in order[:count]}
+
+
+# ---------------------------------------------------------------- unlabelled images
+def _load_unlabeled(root: Path, options: _Options) -> Loaded:
+    folder = _split_folder(root, options.split)
+    files = (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = sorted(p for p in files if p.is_file() and not p.name.startswith("."))
+    samples = [Sample(p, identity=p.parent.relative_to(folder).as_posix()) for p in images]
+    return samples, [], options.num_landmarks or 0

@@ -1,0 +1,41 @@
+"""From a generator's logits to points and scales, in crop pixels.
+
+Points are (x, y), 0-based, with pixel centres at integers.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from laplace_landmarks.heatmaps import laplace_scale, softargmax, spatial_softmax
+from laplace_landmarks.models import normalize_input
+
+
+def decode_logits(logits: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    """``(B, K, H, W)`` logits -> softargmax means ``(B, K, 2)`` and Laplace scales ``(B, K, 2)``."""
+    probs = spatial_softmax(logits, temperature)
+    mean = softargmax(probs)
+    return mean, laplace_scale(probs, mean)
+
+
+@torch.inference_mode()
+def predict_crops(
+    model: torch.nn.Module, crops: Tensor, batch_size: int = 256, temperature: float = 1.0
+) -> tuple[Tensor, Tensor]:
+    """Run ``model`` (in eval mode) on uint8 crops ``(N, 3, S, S)``: points and scales ``(N, K, 2)``."""
+    was_training = model.training
+    model.eval()
+    means, scales = [], []
+    try:
+        for start in range(0, len(crops), batch_size):
+            logits = model(normalize_input(crops[start : start + batch_size]))
+            mean, scale = decode_logits(logits.float(), temperature)
+            means.append(mean)
+            scales.append(scale)
+    finally:
+        model.train(was_training)
+    if not means:
+        k = getattr(getattr(model, "config", None), "num_landmarks", 0)
+        return torch.zeros(0, k, 2), torch.zeros(0, k, 2)
+    return torch.cat(means), torch.cat(scales)

@@ -1,0 +1,34 @@
+"""Models built by name: the RCN generator and the PatchGAN discriminator.
+
+Example:
+    >>> from laplace_landmarks.models import create_model, list_models
+    >>> list_models()
+    ['patchgan', 'rcn']
+    >>> generator = create_model("rcn", width=1 / 8, num_landmarks=68)
+"""
+
+from __future__ import annotations
+
+# Importing the model modules registers their factories.
+from laplace_landmarks.models.patchgan import PatchGAN, PatchGANConfig
+from laplace_landmarks.models.rcn import RCN, RCNConfig, normalize_input
+from laplace_landmarks.models.registry import (
+    count_parameters,
+    create_model,
+    list_models,
+    register_model,
+    storage_mb,
+)
+
+__all__ = [
+    "RCN",
+    "PatchGAN",
+    "PatchGANConfig",
+    "RCNConfig",
+    "count_parameters",
+    "create_model",
+    "list_models",
+    "normalize_input",
+    "register_model",
+    "storage_mb",
+]

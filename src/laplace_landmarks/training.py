@@ -1,0 +1,428 @@
+"""The trainer: supervised and adversarial steps, checkpoints, resume, metrics, DDP.
+
+Every random draw of an epoch (the order of faces, augmentation, dropout, D's noise, the
+unlabelled batches) is seeded from (seed, epoch, rank), so a run resumed from the checkpoint
+of epoch e repeats epoch e+1 exactly as an uninterrupted run would. Multi-process training is
+PyTorch DDP under ``torchrun`` (gloo on CPU); each rank takes every world-th face of the epoch's
+order, so the summed gradient equals the single-process one with the same global batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from laplace_landmarks.checkpoints import (
+    CHECKPOINT_VERSION,
+    atomic_torch_save,
+    build_generator,
+    load_checkpoint,
+    save_weights,
+)
+from laplace_landmarks.config import RunConfig
+from laplace_landmarks.data.cache import CropCache, build_crop_cache
+from laplace_landmarks.data.datasets import load_dataset
+from laplace_landmarks.data.markups import MIRROR_PERMUTATIONS
+from laplace_landmarks.data.transforms import color_jitter, hflip, random_similarity
+from laplace_landmarks.decoding import predict_crops
+from laplace_landmarks.evaluation import nme_per_face
+from laplace_landmarks.heatmaps import render_gaussian, render_laplace, spatial_softmax
+from laplace_landmarks.losses import (
+    discriminator_loss,
+    gaussian_kl_loss,
+    generator_adversarial_loss,
+    laplace_kl_loss,
+    softargmax_loss,
+)
+from laplace_landmarks.models import create_model, normalize_input
+
+KILL_ENV = "LAPLACE_LANDMARKS_TEST_KILL_AT_STEP"  # tests: SIGKILL the run at this global step
+
+
+@dataclass
+class TrainData:
+    train: CropCache
+    val: CropCache
+    unlabeled: CropCache | None
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("LAPLACE_LANDMARKS_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "laplace-landmarks"
+
+
+def prepare_data(config: RunConfig, cache_dir: Path, progress: bool = True) -> TrainData:
+    """Load the splits and build (or reuse) their crop caches."""
+    d = config.data
+    kwargs = {"root": d.root, "seed": d.split_seed, "val_fraction": d.val_fraction}
+    caches = []
+    for split, limit in ((d.train_split, d.max_train), (d.val_split, d.max_val)):
+        dataset = load_dataset(d.dataset, split, max_images=limit, **kwargs)
+        if limit is not None:  # keep the file order (identities together), not a random draw
+            dataset.samples = dataset.samples[:limit]
+        caches.append(
+            build_crop_cache(
+                dataset, cache_dir, size=d.size, extension=d.extension, progress=progress
+            )
+        )
+    unlabeled = None
+    if config.adversarial.enabled:
+        a = config.adversarial
+        dataset = load_dataset(
+            "unlabeled", "all", root=a.unlabeled, seed=config.train.seed, max_images=a.num_unlabeled
+        )
+        unlabeled = build_crop_cache(dataset, cache_dir, size=d.size, progress=progress)
+        if len(unlabeled) == 0:
+            raise ValueError("adversarial: no usable unlabelled faces were found")
+    return TrainData(caches[0], caches[1], unlabeled)
+
+
+def supervised_loss(
+    logits: Tensor, points: Tensor, visibility: Tensor, config: RunConfig
+) -> Tensor:
+    loss = config.loss
+    if loss.kind == "softargmax":
+        return softargmax_loss(logits, points, visibility, loss.norm, loss.temperature)
+    if loss.kind == "laplacekl":
+        return laplace_kl_loss(
+            logits, points, loss.target_scale, visibility, loss.direction, loss.temperature
+        )
+    return gaussian_kl_loss(
+        logits, points, loss.target_scale**2, visibility, loss.direction, loss.temperature
+    )
+
+
+def discriminator_input(images: Tensor, heatmaps: Tensor) -> Tensor:
+    """Image in [-1, 1] stacked with heatmaps scaled so each channel's peak is 1."""
+    peak = heatmaps.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+    return torch.cat([images, heatmaps / peak], dim=1)
+
+
+def augment(
+    images: Tensor, points: Tensor, visibility: Tensor, config: RunConfig, rng: torch.Generator
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The improved recipe's augmentation of a uint8 batch; the identity for paper recipes."""
+    d = config.data
+    if d.flip:
+        perm = torch.as_tensor(np.array(MIRROR_PERMUTATIONS[points.shape[1]]))
+        flipped_images, flipped_points = hflip(images, points, perm)
+        chosen = torch.rand(len(images), generator=rng) < 0.5
+        images = torch.where(chosen[:, None, None, None], flipped_images, images)
+        points = torch.where(chosen[:, None, None], flipped_points, points)
+        visibility = torch.where(chosen[:, None], visibility[:, perm], visibility)
+    if d.rotation_deg or d.scale or d.shift:
+        images, points = random_similarity(images, points, rng, d.rotation_deg, d.scale, d.shift)
+    if d.brightness or d.contrast:
+        images = color_jitter(images, rng, d.brightness, d.contrast)
+    return images, points, visibility
+
+
+def validation_nme(model: torch.nn.Module, val: CropCache) -> tuple[float, float]:
+    """Mean inter-ocular NME (%) and mean predicted scale (crop px) on the validation crops.
+
+    Crops are similarity transforms of the images, so NME in crop pixels equals NME in image
+    pixels.
+    """
+    mean, scale = predict_crops(model, val.images)
+    errors = nme_per_face(mean.numpy(), val.points.numpy(), val.visibility.numpy())
+    return float(np.nanmean(errors) * 100), float(scale.mean())
+
+
+class Trainer:
+    """Train one run into ``out_dir``: ``config.json``, ``metrics.csv``, ``last.pt``, ``best.pt``."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        out_dir: str | Path,
+        *,
+        resume: bool = False,
+        progress: bool = True,
+        cache_dir: str | Path | None = None,
+        tensorboard: bool = False,
+    ) -> None:
+        self.config, self.out_dir, self.progress = config, Path(out_dir), progress
+        self.rank, self.world = _distributed_setup()
+        if config.train.threads:
+            torch.set_num_threads(config.train.threads)
+        self.cache_dir = Path(cache_dir or config.data.cache_dir or default_cache_dir())
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.data = prepare_data(config, self.cache_dir, progress and self.rank == 0)
+        torch.manual_seed(config.train.seed)
+        self.model = build_generator(config)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
+        )
+        self.disc = self.d_optimizer = None
+        if config.adversarial.enabled:
+            a = config.adversarial
+            self.disc = create_model(
+                "patchgan",
+                in_channels=3 + config.model.num_landmarks,
+                base_width=a.base_width,
+                noise_std=a.noise_std,
+            )
+            self.d_optimizer = torch.optim.Adam(self.disc.parameters(), lr=a.lr, betas=(0.5, 0.999))
+        self.start_epoch, self.best_nme, self.history = 0, math.inf, []
+        if resume and (self.out_dir / "last.pt").exists():
+            self._restore(load_checkpoint(self.out_dir / "last.pt"))
+        elif resume and self.rank == 0:
+            print(f"resume: no checkpoint in {self.out_dir}; starting fresh", file=sys.stderr)
+        self.g_step = self._wrap(self.model)
+        self.d_step = self._wrap(self.disc) if self.disc is not None else None
+        self.writer = _tensorboard(self.out_dir) if tensorboard and self.rank == 0 else None
+        if self.rank == 0:
+            (self.out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+
+    def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
+        if self.world == 1:
+            return module
+        return torch.nn.parallel.DistributedDataParallel(module)
+
+    def _restore(self, payload: dict) -> None:
+        self.model.load_state_dict(payload["model"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.disc is not None and payload.get("disc") is not None:
+            self.disc.load_state_dict(payload["disc"])
+            self.d_optimizer.load_state_dict(payload["d_optimizer"])
+        self.start_epoch = int(payload["epoch"])
+        self.best_nme = float(payload["best_val_nme"])
+        self.history = list(payload["metrics"])
+        if self.rank == 0:
+            print(f"resume: continuing after epoch {self.start_epoch}", file=sys.stderr)
+
+    def fit(self) -> list[dict]:
+        """Run the remaining epochs; returns the metrics history (one dict per epoch)."""
+        for epoch in range(self.start_epoch + 1, self.config.train.epochs + 1):
+            row = self._epoch(epoch)
+            row["val_nme"], row["val_mean_scale"] = validation_nme(self.model, self.data.val)
+            self.history.append(row)
+            if self.rank == 0:
+                self._save(epoch, row)
+        _barrier(self.world)
+        return self.history
+
+    def _set_lr(self, epoch: int) -> float:
+        t = self.config.train
+        lr = t.lr
+        if t.schedule == "cosine":
+            lr = 0.5 * t.lr * (1 + math.cos(math.pi * (epoch - 1) / t.epochs))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _batches(self, epoch: int) -> list[Tensor]:
+        t = self.config.train
+        order = torch.randperm(len(self.data.train), generator=_gen(t.seed, epoch, 0))
+        per_rank = t.batch_size // self.world
+        count = len(order) // t.batch_size  # drop the last partial batch
+        if count == 0:
+            raise ValueError(f"train: {len(order)} faces is fewer than one batch ({t.batch_size})")
+        return [
+            order[i * t.batch_size : (i + 1) * t.batch_size][self.rank :: self.world][:per_rank]
+            for i in range(count)
+        ]
+
+    def _epoch(self, epoch: int) -> dict:
+        cfg, data = self.config, self.data
+        lr = self._set_lr(epoch)
+        torch.manual_seed(_seed(cfg.train.seed, epoch, self.rank + 1))
+        aug_rng = _gen(cfg.train.seed, epoch, self.rank + 101)
+        unl_rng = _gen(cfg.train.seed, epoch, self.rank + 201)
+        self.model.train()
+        if self.disc is not None:
+            self.disc.train()
+        batches = self._batches(epoch)
+        sums: dict[str, float] = {}
+        start, seen = time.perf_counter(), 0
+        bar = _progress(
+            len(batches), f"epoch {epoch}/{cfg.train.epochs}", self.progress and self.rank == 0
+        )
+        kill_at = int(os.environ.get(KILL_ENV, "0"))
+        for step, index in enumerate(batches):
+            if kill_at and (epoch - 1) * len(batches) + step + 1 == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            images, points, vis = augment(
+                data.train.images[index],
+                data.train.points[index],
+                data.train.visibility[index],
+                cfg,
+                aug_rng,
+            )
+            stats = self._step(normalize_input(images), points, vis, unl_rng)
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0.0) + value
+            seen += len(index) * self.world
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{stats['train_loss']:.3f}",
+                    img_s=f"{seen / (time.perf_counter() - start):.0f}",
+                )
+        if bar is not None:
+            bar.close()
+        seconds = time.perf_counter() - start
+        row = {
+            "epoch": epoch,
+            "lr": lr,
+            "seconds": round(seconds, 2),
+            "images_per_s": round(seen / seconds, 1),
+        }
+        row.update({k: v / len(batches) for k, v in sums.items()})
+        return row
+
+    def _step(self, images: Tensor, points: Tensor, vis: Tensor, unl_rng: torch.Generator) -> dict:
+        cfg = self.config
+        if self.disc is None:
+            loss = supervised_loss(self.g_step(images), points, vis, cfg)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            return {"train_loss": loss.item(), "train_sup_loss": loss.item()}
+        return self._adversarial_step(images, points, vis, unl_rng)
+
+    def _adversarial_step(
+        self, images: Tensor, points: Tensor, vis: Tensor, unl_rng: torch.Generator
+    ) -> dict:
+        cfg, a = self.config, self.config.adversarial
+        pick = torch.randint(
+            len(self.data.unlabeled), (max(1, a.batch_size // self.world),), generator=unl_rng
+        )
+        unl = normalize_input(self.data.unlabeled.images[pick])
+        size = images.shape[-2:]
+        render = render_laplace if a.heatmap == "laplace" else render_gaussian
+        real_heat = render(points, cfg.loss.target_scale, tuple(size))
+        with torch.no_grad():
+            fake_heat = spatial_softmax(self.model(unl), cfg.loss.temperature)
+        # D step: real (x_l, ω(y_l)) -> 1, fake (x_u, P(G(x_u))) -> 0, in one forward
+        d_in = torch.cat(
+            [discriminator_input(images, real_heat), discriminator_input(unl, fake_heat)]
+        )
+        d_logits = self.d_step(d_in)
+        real_logits, fake_logits = d_logits[: len(images)], d_logits[len(images) :]
+        d_loss = discriminator_loss(real_logits, fake_logits)
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_optimizer.step()
+        d_acc = 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())
+        # G step: supervised loss + λ · non-saturating adversarial loss on unlabelled faces
+        logits = self.g_step(torch.cat([images, unl]))
+        sup = supervised_loss(logits[: len(images)], points, vis, cfg)
+        fake = discriminator_input(
+            unl, spatial_softmax(logits[len(images) :], cfg.loss.temperature)
+        )
+        adv = generator_adversarial_loss(self.disc(fake))
+        loss = sup + a.weight * adv
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {
+            "train_loss": loss.item(),
+            "train_sup_loss": sup.item(),
+            "train_adv_g": adv.item(),
+            "train_d_loss": d_loss.item(),
+            "d_acc": d_acc.item(),
+        }
+
+    def _save(self, epoch: int, row: dict) -> None:
+        improved = row["val_nme"] < self.best_nme
+        self.best_nme = min(self.best_nme, row["val_nme"])
+        payload = {
+            "version": CHECKPOINT_VERSION,
+            "epoch": epoch,
+            "best_val_nme": self.best_nme,
+            "config": self.config.to_dict(),
+            "metrics": self.history,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "disc": self.disc.state_dict() if self.disc is not None else None,
+            "d_optimizer": self.d_optimizer.state_dict() if self.d_optimizer else None,
+        }
+        atomic_torch_save(payload, self.out_dir / "last.pt")
+        if improved:
+            atomic_torch_save(payload, self.out_dir / "best.pt")
+            save_weights(
+                self.model,
+                self.config,
+                self.out_dir / "best.safetensors",
+                {"epoch": str(epoch), "val_nme": f"{row['val_nme']:.4f}"},
+            )
+        _write_metrics(self.out_dir / "metrics.csv", self.history)
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    self.writer.add_scalar(key, value, epoch)
+        print(
+            f"epoch {epoch}: "
+            + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "epoch"),
+            file=sys.stderr,
+        )
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _seed(seed: int, epoch: int, stream: int) -> int:
+    return (seed * 1_000_003 + epoch * 10_007 + stream * 101) % (2**63)
+
+
+def _gen(seed: int, epoch: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed(_seed(seed, epoch, stream))
+
+
+def _write_metrics(path: Path, history: list[dict]) -> None:
+    columns: list[str] = []
+    for row in history:
+        columns += [k for k in row if k not in columns]
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(temporary, path)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, file=sys.stderr)
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise ValueError(
+            "tensorboard: install the `tensorboard` package to use --tensorboard"
+        ) from exc
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+def _distributed_setup() -> tuple[int, int]:
+    """(rank, world size); initialises gloo when launched by torchrun with WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier(world: int) -> None:
+    if world > 1 and dist.is_initialized():
+        dist.barrier()
