@@ -37,6 +37,7 @@ from laplace_landmarks.data.datasets import load_dataset
 from laplace_landmarks.data.markups import MIRROR_PERMUTATIONS
 from laplace_landmarks.data.transforms import color_jitter, hflip, random_similarity
 from laplace_landmarks.decoding import predict_crops
+from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.evaluation import nme_per_face
 from laplace_landmarks.heatmaps import render_gaussian, render_laplace, spatial_softmax
 from laplace_landmarks.losses import (
@@ -159,7 +160,13 @@ class Trainer:
             torch.set_num_threads(config.train.threads)
         self.cache_dir = Path(cache_dir or config.data.cache_dir or default_cache_dir())
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.data = prepare_data(config, self.cache_dir, progress and self.rank == 0)
+        try:
+            self.data = prepare_data(config, self.cache_dir, progress and self.rank == 0)
+        except LandmarksError:
+            raise
+        except (FileNotFoundError, ValueError) as exc:  # missing data, bad split: user errors
+            raise LandmarksError(f"data: {exc}") from exc
+        _check_batch(len(self.data.train), config.train.batch_size, self.world)
         torch.manual_seed(config.train.seed)
         self.model = build_generator(config)
         self.optimizer = torch.optim.Adam(
@@ -368,6 +375,19 @@ class Trainer:
             f"epoch {epoch}: "
             + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "epoch"),
             file=sys.stderr,
+        )
+
+
+def _check_batch(num_faces: int, batch_size: int, world: int) -> None:
+    """One full batch at least, split evenly over the ranks (so DDP matches one process)."""
+    if num_faces < batch_size:
+        raise LandmarksError(
+            f"train: {num_faces} training faces is fewer than one batch ({batch_size}); "
+            "lower --batch-size"
+        )
+    if batch_size % world:
+        raise LandmarksError(
+            f"train: batch size {batch_size} must be divisible by the {world} processes"
         )
 
 

@@ -1,0 +1,325 @@
+"""The user-facing API: ``Landmarker`` finds faces, crops them, predicts 68 points and maps back.
+
+Coordinates are (x, y), 0-based, with pixel centres at integers, in image pixels unless a name
+says "crop". Boxes are (x0, y0, x1, y1) in continuous edge coordinates (a box covering pixels
+``0..W-1`` spans ``-0.5`` to ``W - 0.5``), as the detectors in :mod:`laplace_landmarks.detection`
+return them.
+
+Pipeline per image: detect (dlib HOG, offline) or take the caller's boxes -> crop with the
+detector-box rule (:func:`~laplace_landmarks.detection.crop_from_detection`) -> predict -> with
+``refine``, re-crop by the paper's 5-point rule around the first estimate and predict again ->
+map points and scales back to image pixels. Every stage runs all faces of the image as one batch
+under ``torch.inference_mode()``.
+
+Example:
+    >>> from laplace_landmarks import Landmarker
+    >>> lm = Landmarker.pretrained()                       # doctest: +SKIP
+    >>> faces = lm.predict("photo.jpg")                    # doctest: +SKIP
+    >>> faces[0].points.shape, faces[0].scale.shape        # doctest: +SKIP
+    ((68, 2), (68, 2))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from laplace_landmarks.checkpoints import load_generator
+from laplace_landmarks.config import RunConfig
+from laplace_landmarks.data.crops import Crop, crop_from_five_points, five_points_from_68, warp_crop
+from laplace_landmarks.data.images import to_rgb_array
+from laplace_landmarks.decoding import predict_crops
+from laplace_landmarks.detection import FaceDetector, crop_from_detection
+from laplace_landmarks.errors import LandmarksError
+
+Box = tuple[float, float, float, float]
+ImageInput = str | Path | Image.Image | np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Face:
+    """One face's landmarks, in image pixels: (x, y), 0-based, pixel centres at integers.
+
+    points: (K, 2) float64, the softargmax means (K = 68 for the shipped models).
+    scale: (K, 2) float64, the predicted Laplace scale b per axis in image pixels: the
+        uncertainty. For a Laplace(mu, b), E|x - mu| = b, so a point's expected error along x is
+        ``scale[k, 0]`` pixels.
+    box: (x0, y0, x1, y1) the face box the first crop came from (the detector's, or the caller's),
+        continuous edge coordinates.
+    score: the detector's confidence (dlib's SVM margin, higher is surer; not a probability),
+        or None when the caller gave the box.
+    crop: the crop the final prediction was made on: with ``refine=True`` the paper's 5-point
+        crop around the first estimate (unless that estimate was implausible, see
+        ``_refined_crop``), else the box crop; ``crop.to_crop(points)`` gives crop pixels.
+    """
+
+    points: np.ndarray
+    scale: np.ndarray
+    box: Box
+    score: float | None
+    crop: Crop = field(repr=False)
+
+    def to_dict(self, decimals: int = 3) -> dict[str, Any]:
+        """A JSON-ready dict: ``box``, ``score``, ``points`` [[x, y], ...], ``scale`` [[bx, by], ...]."""
+        return {
+            "box": [round(float(v), decimals) for v in self.box],
+            "score": None if self.score is None else round(float(self.score), 6),
+            "points": np.round(self.points, decimals).tolist(),
+            "scale": np.round(self.scale, decimals).tolist(),
+        }
+
+    def __repr__(self) -> str:
+        box = ", ".join(f"{v:.1f}" for v in self.box)
+        score = "None" if self.score is None else f"{self.score:.3f}"
+        return (
+            f"Face(points={self.points.shape}, median scale {np.median(self.scale):.2f} px, "
+            f"box=({box}), score={score})"
+        )
+
+
+class Landmarker:
+    """Detect faces and localise their landmarks with a Laplace uncertainty per point.
+
+    Args:
+        model: a generator mapping ``(B, 3, S, S)`` inputs in [-1, 1] to ``(B, K, S, S)`` logits.
+        config: the run config the model was trained with (crop size ``config.data.size``).
+        detector: any callable ``HxWx3 uint8 RGB -> list[Detection]``; default: dlib's HOG
+            detector (offline), built on first use.
+        refine: re-crop each face by the paper's 5-point rule around the first estimate and
+            predict again. This makes boxes from any detector (or drawn by hand) work.
+        flip_test: also predict on the mirrored crops and average, with the mirror permutation
+            of ``config.model.num_landmarks`` points (2x the compute).
+        threads: torch CPU threads while predicting (restored afterwards); None leaves torch's.
+        batch_size: the most faces per forward pass.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: RunConfig | None = None,
+        detector: FaceDetector | None = None,
+        refine: bool = True,
+        flip_test: bool = False,
+        threads: int | None = None,
+        batch_size: int = 64,
+    ) -> None:
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model.eval()
+        self.config = config or RunConfig()
+        self.crop_size = int(self.config.data.size)
+        self.refine, self.flip_test = bool(refine), bool(flip_test)
+        self.threads, self.batch_size = threads, int(batch_size)
+        self.metadata: dict[str, str] = {}
+        self.name = "custom"
+        self._detector = detector
+        self._mirror = _mirror_permutation(self.config.model.num_landmarks) if flip_test else None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> Landmarker:
+        """Load a ``.safetensors`` weights file or a ``.pt`` training checkpoint."""
+        model, config, metadata = load_generator(path)
+        landmarker = cls(model, config, **kwargs)
+        landmarker.metadata, landmarker.name = metadata, Path(path).stem
+        return landmarker
+
+    @classmethod
+    def pretrained(cls, name: str | None = None, **kwargs: Any) -> Landmarker:
+        """A model shipped in the package (see ``list_pretrained()``); None = the default one."""
+        from laplace_landmarks.weights import default_name, pretrained_path
+
+        landmarker = cls.from_checkpoint(pretrained_path(name), **kwargs)
+        landmarker.name = name or default_name()
+        return landmarker
+
+    @property
+    def detector(self) -> FaceDetector:
+        """The face detector, built on first use (dlib HOG, upsample 1)."""
+        if self._detector is None:
+            from laplace_landmarks.detection import DlibHogDetector
+
+            self._detector = DlibHogDetector(upsample=1)
+        return self._detector
+
+    def predict(
+        self, image: ImageInput, boxes: Sequence[Sequence[float]] | None = None
+    ) -> list[Face]:
+        """Landmarks of every face in ``image``; an empty list when there is none.
+
+        Args:
+            image: a path, a PIL image or an (H, W, 3) / (H, W) uint8 array (any PIL mode:
+                grayscale, RGBA composited on black, 16-bit; see ``data.images``).
+            boxes: face boxes (x0, y0, x1, y1) in image pixels (continuous edge coordinates);
+                None runs the detector. A box may reach outside the image (zero padding).
+
+        Returns:
+            One :class:`Face` per box (or detection, best score first), points and scales in
+            image pixels, (x, y), 0-based, pixel centres at integers.
+
+        Raises:
+            ImageError: ``image`` is a path that cannot be read. ValueError: a bad ``image``
+            array; LandmarksError naming ``boxes`` for a malformed, degenerate, non-finite box or
+            one that lies entirely outside the image.
+        """
+        rgb = to_rgb_array(image, "image")
+        if boxes is None:
+            detections = self.detector(rgb)
+            face_boxes = [d.box for d in detections]
+            scores: list[float | None] = [d.score for d in detections]
+        else:
+            face_boxes = check_boxes(boxes, rgb.shape[1], rgb.shape[0])
+            scores = [None] * len(face_boxes)
+        if not face_boxes:
+            return []
+        crops = [crop_from_detection(box, size=self.crop_size) for box in face_boxes]
+        with self._threads():
+            points, scale = self._predict_in_image(rgb, crops)
+            if self.refine:
+                crops, points, scale = self._refine(rgb, crops, points, scale)
+        return [
+            Face(points[i], scale[i], tuple(map(float, face_boxes[i])), scores[i], crops[i])
+            for i in range(len(crops))
+        ]
+
+    def _refine(
+        self, rgb: np.ndarray, crops: list[Crop], points: np.ndarray, scale: np.ndarray
+    ) -> tuple[list[Crop], np.ndarray, np.ndarray]:
+        """Second pass on the 5-point crops around the first estimates (one batch)."""
+        refined = [_refined_crop(p, c, self.crop_size) for p, c in zip(points, crops, strict=True)]
+        changed = [
+            i for i, (new, old) in enumerate(zip(refined, crops, strict=True)) if new is not old
+        ]
+        if changed:
+            points[changed], scale[changed] = self._predict_in_image(
+                rgb, [refined[i] for i in changed]
+            )
+        return refined, points, scale
+
+    def predict_batch(self, crops: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Points and scales for already-cropped faces, in crop pixels.
+
+        Args:
+            crops: uint8 ``(N, 3, S, S)`` RGB crops (tensor or array), S = ``crop_size`` (80),
+                e.g. ``warp_crop(image, crop)`` transposed to channels-first, made with the
+                paper's 5-point rule or :func:`crop_from_detection`.
+
+        Returns:
+            ``(points, scale)``, each ``(N, K, 2)`` float64 in crop pixels, (x, y), 0-based,
+            pixel centres at integers. Map back with ``Crop.to_image`` / ``Crop.to_image_scale``.
+        """
+        tensor = torch.as_tensor(np.asarray(crops) if not torch.is_tensor(crops) else crops)
+        size = self.crop_size
+        if (
+            tensor.dtype != torch.uint8
+            or tensor.ndim != 4
+            or tuple(tensor.shape[1:]) != (3, size, size)
+        ):
+            raise ValueError(
+                f"crops must be uint8 (N, 3, {size}, {size}), got {tuple(tensor.shape)} {tensor.dtype}"
+            )
+        with self._threads():
+            return self._predict_tensor(tensor)
+
+    @torch.inference_mode()
+    def _predict_tensor(self, crops: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        points, scale = predict_crops(self.model, crops, batch_size=self.batch_size)
+        if self._mirror is not None:
+            flipped_points, flipped_scale = predict_crops(
+                self.model, crops.flip(-1), batch_size=self.batch_size
+            )
+            mirror = torch.as_tensor(self._mirror)
+            unflipped = flipped_points[:, mirror].clone()
+            unflipped[..., 0] = crops.shape[-1] - 1 - unflipped[..., 0]
+            points = (points + unflipped) / 2
+            scale = (scale + flipped_scale[:, mirror]) / 2
+        return points.double().numpy(), scale.double().numpy()
+
+    def _predict_in_image(
+        self, rgb: np.ndarray, crops: list[Crop]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Warp every crop, run one batch, and map the results to image pixels."""
+        pil = Image.fromarray(rgb)
+        stacked = np.stack([warp_crop(pil, crop) for crop in crops]).transpose(0, 3, 1, 2)
+        points, scale = self._predict_tensor(torch.from_numpy(np.ascontiguousarray(stacked)))
+        image_points = np.stack([c.to_image(p) for c, p in zip(crops, points, strict=True)])
+        image_scale = np.stack([c.to_image_scale(s) for c, s in zip(crops, scale, strict=True)])
+        return image_points, image_scale
+
+    @contextmanager
+    def _threads(self) -> Iterator[None]:
+        previous = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            if self.threads is not None:
+                torch.set_num_threads(previous)
+
+
+def check_boxes(boxes: object, width: int, height: int) -> list[Box]:
+    """Validate face boxes (x0, y0, x1, y1) against a ``width x height`` image.
+
+    Raises LandmarksError naming ``boxes`` for a wrong shape, NaN/inf, x1 <= x0 or y1 <= y0, or a
+    box that does not overlap the image's extent ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``.
+    """
+    try:
+        array = np.asarray(boxes, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise LandmarksError(
+            f"boxes: expected a list of (x0, y0, x1, y1), got {boxes!r:.80}"
+        ) from exc
+    if array.size == 0:
+        return []
+    if array.ndim != 2 or array.shape[1] != 4:
+        raise LandmarksError(f"boxes: expected shape (N, 4) as (x0, y0, x1, y1), got {array.shape}")
+    result = []
+    for i, (x0, y0, x1, y1) in enumerate(array):
+        where = f"boxes[{i}] = {[x0, y0, x1, y1]}"
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+            raise LandmarksError(f"{where}: contains NaN or inf")
+        if x1 <= x0 or y1 <= y0:
+            raise LandmarksError(f"{where}: needs x1 > x0 and y1 > y0")
+        if x1 <= -0.5 or y1 <= -0.5 or x0 >= width - 0.5 or y0 >= height - 0.5:
+            raise LandmarksError(f"{where}: lies entirely outside the {width}x{height} image")
+        result.append((float(x0), float(y0), float(x1), float(y1)))
+    return result
+
+
+def _refined_crop(points: np.ndarray, first: Crop, size: int) -> Crop:
+    """The paper's 5-point crop around a first estimate (68 points in image pixels).
+
+    Keeps the first crop when the estimate is not usable: not 68 points, degenerate (all five
+    points equal), or implausible (the refined crop is more than 2x larger or smaller than the
+    first one, or its centre lies outside the first crop), which only a failed first pass gives.
+    """
+    if points.shape[0] != 68:
+        return first
+    try:
+        refined = crop_from_five_points(five_points_from_68(points), size=size)
+    except ValueError:
+        return first
+    ratio = refined.scale / first.scale
+    x0, y0, x1, y1 = first.box
+    cx, cy = refined.to_image([[(size - 1) / 2, (size - 1) / 2]])[0]
+    if not (0.5 <= ratio <= 2.0 and x0 <= cx <= x1 and y0 <= cy <= y1):
+        return first
+    return refined
+
+
+def _mirror_permutation(num_landmarks: int) -> np.ndarray:
+    from laplace_landmarks.data.markups import MIRROR_PERMUTATIONS
+
+    if num_landmarks not in MIRROR_PERMUTATIONS:
+        raise LandmarksError(f"flip_test: no mirror permutation for {num_landmarks} landmarks")
+    return np.array(MIRROR_PERMUTATIONS[num_landmarks], dtype=np.int64)

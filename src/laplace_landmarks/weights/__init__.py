@@ -1,0 +1,74 @@
+"""Pretrained models shipped inside the package, listed in ``weights/index.json``.
+
+Each entry has ``name``, ``file`` (a safetensors file beside the index), ``description``,
+``width`` (the RCN width multiplier) and ``default`` (exactly one entry is the default). A model
+card ``<name>.md`` may sit beside the weights. Nothing is downloaded: the files ship in the wheel.
+
+Example:
+    >>> [m["name"] for m in list_pretrained()]  # doctest: +SKIP
+    ['rcn-fast', 'rcn-accurate']
+    >>> pretrained_path("rcn-fast").name  # doctest: +SKIP
+    'rcn-fast.safetensors'
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from laplace_landmarks.errors import LandmarksError
+
+_REQUIRED_KEYS = ("name", "file", "description", "width", "default")
+
+
+def _folder() -> Path:
+    """The installed ``weights`` folder (a real directory: the package is not zipped)."""
+    return Path(str(resources.files(__name__)))
+
+
+def list_pretrained() -> list[dict[str, Any]]:
+    """The shipped models as dicts (a copy of the index entries), in index order.
+
+    Each dict also gets ``path`` (a Path to the weights file, which may be absent in a broken
+    install) and ``card`` (a Path to ``<name>.md``, or None when there is no card).
+    """
+    raw = json.loads((_folder() / "index.json").read_text(encoding="utf-8"))
+    entries = []
+    for entry in raw["models"]:
+        missing = [key for key in _REQUIRED_KEYS if key not in entry]
+        if missing:
+            raise LandmarksError(f"weights/index.json: entry {entry!r:.60} lacks {missing}")
+        card = _folder() / f"{entry['name']}.md"
+        entries.append(
+            {**entry, "path": _folder() / entry["file"], "card": card if card.is_file() else None}
+        )
+    return entries
+
+
+def default_name() -> str:
+    """The name of the default shipped model."""
+    defaults = [entry["name"] for entry in list_pretrained() if entry["default"]]
+    if len(defaults) != 1:
+        raise LandmarksError(f"weights/index.json must mark exactly one default, got {defaults}")
+    return defaults[0]
+
+
+def pretrained_path(name: str | None = None) -> Path:
+    """The weights file of a shipped model; None = the default model.
+
+    Raises:
+        LandmarksError: an unknown name (the message lists the choices) or a missing file.
+    """
+    entries = {entry["name"]: entry for entry in list_pretrained()}
+    name = default_name() if name is None else name
+    if name not in entries:
+        raise LandmarksError(
+            f"unknown pretrained model {name!r}; choose one of {sorted(entries)} "
+            "or pass a path to a .safetensors/.pt file"
+        )
+    path = entries[name]["path"]
+    if not path.is_file():
+        raise LandmarksError(f"pretrained model {name!r}: weights file {path} is missing")
+    return path

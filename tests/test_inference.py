@@ -1,0 +1,259 @@
+"""Landmarker: detect -> crop -> predict -> map back, on the shipped samples and the in-repo slice.
+
+Points are (x, y) image pixels, 0-based, pixel centres at integers. Accuracy assertions are loose
+on purpose (the shipped weights may be early snapshots) and are marked ACCURACY.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import zlib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from laplace_landmarks import Face, Landmarker
+from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68, warp_crop
+from laplace_landmarks.data.formats import read_pts
+from laplace_landmarks.detection import crop_from_detection
+from laplace_landmarks.errors import ImageError, LandmarksError
+from laplace_landmarks.weights import list_pretrained, pretrained_path
+
+SAMPLES = Path(str(resources.files("laplace_landmarks") / "samples"))
+LABELLED = sorted(SAMPLES.glob("ytf68_*.jpg"))
+EMMY = SAMPLES / "ytf68_Emmy_Rossum_20a.jpg"
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width x height`` pixels but holds no pixel data (nothing to allocate)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"")
+
+
+def gt_box(points: np.ndarray, grow: float = 0.0) -> tuple[float, float, float, float]:
+    """The box around ``points``, grown by ``grow`` times its size on every side."""
+    (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
+    dx, dy = grow * (x1 - x0), grow * (y1 - y0)
+    return x0 - dx, y0 - dy, x1 + dx, y1 + dy
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def landmarker() -> Landmarker:
+    return Landmarker.pretrained()
+
+
+@pytest.fixture(scope="module")
+def emmy_faces(landmarker) -> list[Face]:
+    return landmarker.predict(EMMY)
+
+
+def check_face(face: Face) -> None:
+    assert isinstance(face, Face)
+    assert face.points.shape == (68, 2) and face.points.dtype == np.float64
+    assert face.scale.shape == (68, 2) and face.scale.dtype == np.float64
+    assert np.isfinite(face.points).all() and np.isfinite(face.scale).all()
+    assert (face.scale > 0).all()
+    assert len(face.box) == 4 and all(isinstance(v, float) for v in face.box)
+
+
+def test_registry_lists_two_models_with_one_default():
+    models = list_pretrained()
+    assert [m["name"] for m in models] == ["rcn-fast", "rcn-accurate"]
+    assert [m["width"] for m in models] == [0.125, 0.25]
+    assert [m["name"] for m in models if m["default"]] == ["rcn-accurate"]
+    assert pretrained_path() == pretrained_path("rcn-accurate")
+    assert pretrained_path("rcn-fast").is_file()
+
+
+def test_unknown_pretrained_name_lists_the_choices():
+    with pytest.raises(LandmarksError, match="rcn-accurate.*rcn-fast"):
+        pretrained_path("rcn-huge")
+
+
+@pytest.mark.parametrize("sample", LABELLED, ids=lambda p: p.stem)
+def test_samples_give_one_face_near_the_ground_truth(landmarker, sample):
+    faces = landmarker.predict(sample)
+    assert len(faces) >= 1
+    for face in faces:
+        check_face(face)
+        assert isinstance(face.score, float)
+    truth = read_pts(sample.with_suffix(".pts"), expected_points=68)
+    # ACCURACY (loose, holds for any decent model): the best face's mean point lies inside the
+    # ground-truth box grown by 20 %, and its points spread over a face-sized region.
+    x0, y0, x1, y1 = gt_box(truth, grow=0.2)
+    mx, my = faces[0].points.mean(axis=0)
+    assert x0 <= mx <= x1 and y0 <= my <= y1
+    spread = faces[0].points.max(axis=0) - faces[0].points.min(axis=0)
+    gt_spread = truth.max(axis=0) - truth.min(axis=0)
+    assert np.all(spread > 0.5 * gt_spread) and np.all(spread < 1.5 * gt_spread)
+
+
+def test_the_in_repo_slice_images_all_give_finite_faces(landmarker):
+    images = sorted((Path(__file__).parent / "data" / "ytf68_slice" / "images").rglob("*.jpg"))
+    for path in images[:4]:
+        for face in landmarker.predict(path):
+            check_face(face)
+
+
+def test_detector_box_given_as_a_box_reproduces_the_detector_result(landmarker, emmy_faces):
+    face = emmy_faces[0]
+    given = landmarker.predict(EMMY, boxes=[face.box])
+    assert len(given) == 1 and given[0].score is None and given[0].box == face.box
+    np.testing.assert_allclose(given[0].points, face.points, atol=1e-9)
+    np.testing.assert_allclose(given[0].scale, face.scale, atol=1e-9)
+
+
+def test_a_different_box_still_lands_on_the_face(landmarker, emmy_faces):
+    # A tight box around the ground truth is not what dlib gives; refine makes it work anyway.
+    truth = read_pts(EMMY.with_suffix(".pts"))
+    face = landmarker.predict(EMMY, boxes=[gt_box(truth)])[0]
+    check_face(face)
+    size = float(np.ptp(truth, axis=0).mean())
+    # ACCURACY (loose): same face as from the detector box, mean point within 10 % of face size
+    gap = np.linalg.norm(face.points.mean(axis=0) - emmy_faces[0].points.mean(axis=0))
+    assert gap < 0.1 * size
+
+
+def test_refine_recrops_by_the_five_point_rule(landmarker, emmy_faces):
+    single = Landmarker(landmarker.model, landmarker.config, refine=False)
+    first = single.predict(EMMY, boxes=[emmy_faces[0].box])[0]
+    box_crop = crop_from_detection(emmy_faces[0].box)
+    np.testing.assert_allclose(first.crop.matrix, box_crop.matrix)
+    refined = emmy_faces[0].crop
+    expected = crop_from_five_points(five_points_from_68(first.points))
+    np.testing.assert_allclose(refined.matrix, expected.matrix, atol=1e-9)
+    assert not np.allclose(refined.matrix, box_crop.matrix)
+    assert not np.allclose(first.points, emmy_faces[0].points)
+
+
+def test_image_as_path_pil_array_gray_and_rgba(landmarker, emmy_faces):
+    reference = emmy_faces[0]
+    pil = Image.open(EMMY).convert("RGB")
+    rgb = np.asarray(pil)
+    for image in (pil, rgb, np.asarray(pil.convert("RGBA"))[..., :3].copy()):
+        np.testing.assert_allclose(landmarker.predict(image)[0].points, reference.points)
+    opaque = pil.convert("RGBA")  # alpha 255 everywhere: exactly the RGB image
+    np.testing.assert_allclose(landmarker.predict(opaque)[0].points, reference.points)
+    gray_pil = pil.convert("L")
+    gray_faces = landmarker.predict(gray_pil)
+    np.testing.assert_allclose(
+        landmarker.predict(np.asarray(gray_pil))[0].points, gray_faces[0].points
+    )
+    check_face(gray_faces[0])
+    size = float(np.ptp(reference.points, axis=0).mean())
+    gap = np.linalg.norm(gray_faces[0].points - reference.points, axis=1).mean()
+    assert gap < 0.1 * size  # colour vs gray: same face, close points
+
+
+def test_rgba_with_transparency_is_composited(landmarker, emmy_faces, tmp_path):
+    rgba = Image.open(EMMY).convert("RGBA")
+    alpha = np.full(rgba.size[::-1], 255, np.uint8)
+    alpha[:20] = 0  # a transparent strip at the top, far from the face
+    rgba.putalpha(Image.fromarray(alpha))
+    rgba.save(tmp_path / "rgba.png")
+    faces = landmarker.predict(tmp_path / "rgba.png")
+    check_face(faces[0])
+    np.testing.assert_allclose(faces[0].points, emmy_faces[0].points, atol=1.0)
+
+
+def test_blank_image_has_no_face(landmarker):
+    assert landmarker.predict(np.zeros((120, 160, 3), np.uint8)) == []
+    assert landmarker.predict(np.full((64, 64), 200, np.uint8), boxes=[]) == []
+
+
+def test_unreadable_and_non_image_files_raise_image_error(landmarker, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    for path in (bad, text, tmp_path / "missing.jpg"):
+        with pytest.raises(ImageError, match=path.name):
+            landmarker.predict(path)
+
+
+def test_huge_image_is_refused_before_decoding(landmarker, tmp_path):
+    huge = tmp_path / "huge.png"
+    huge.write_bytes(png_header(12_000, 12_000))  # 144 Mpx claimed, a few bytes on disk
+    with pytest.raises(ImageError, match="huge.png.*(pixels|too large)"):
+        landmarker.predict(huge)
+
+
+@pytest.mark.parametrize(
+    "boxes",
+    [
+        [[500.0, 500.0, 600.0, 600.0]],  # entirely outside the 389x360 image
+        [[-300.0, 10.0, -200.0, 100.0]],
+        [[50.0, 50.0, 50.0, 120.0]],  # zero width
+        [[120.0, 50.0, 60.0, 120.0]],  # x1 < x0
+        [[math.nan, 50.0, 100.0, 120.0]],
+        [[10.0, 20.0, 30.0]],  # wrong shape
+        [[[10.0, 20.0, 30.0, 40.0]]],
+        "not boxes",
+    ],
+)
+def test_bad_boxes_raise_naming_boxes(landmarker, boxes):
+    with pytest.raises(LandmarksError, match="boxes"):
+        landmarker.predict(EMMY, boxes=boxes)
+
+
+def test_box_partly_outside_the_image_is_fine(landmarker):
+    faces = landmarker.predict(EMMY, boxes=[(-60.0, -40.0, 120.0, 150.0)])
+    assert len(faces) == 1
+    check_face(faces[0])
+
+
+def test_predict_batch_matches_predict_in_crop_pixels(landmarker, emmy_faces):
+    crop = emmy_faces[0].crop
+    rgb = np.asarray(Image.open(EMMY).convert("RGB"))
+    crops = np.stack([warp_crop(rgb, crop)] * 3).transpose(0, 3, 1, 2)
+    points, scale = landmarker.predict_batch(torch.from_numpy(np.ascontiguousarray(crops)))
+    assert points.shape == scale.shape == (3, 68, 2)
+    np.testing.assert_allclose(crop.to_image(points[1]), emmy_faces[0].points, atol=1e-4)
+    np.testing.assert_allclose(crop.to_image_scale(scale[2]), emmy_faces[0].scale, atol=1e-4)
+    np.testing.assert_allclose(landmarker.predict_batch(crops)[0], points, atol=1e-4)  # numpy
+
+
+@pytest.mark.parametrize(
+    "crops",
+    [np.zeros((2, 3, 80, 80), np.float32), np.zeros((2, 80, 80, 3), np.uint8), np.zeros((80, 80))],
+)
+def test_predict_batch_rejects_bad_crops(landmarker, crops):
+    with pytest.raises(ValueError, match="crops"):
+        landmarker.predict_batch(crops)
+
+
+def test_flip_test_and_threads(landmarker, emmy_faces):
+    previous = torch.get_num_threads()
+    flipped = Landmarker(landmarker.model, landmarker.config, flip_test=True, threads=2)
+    face = flipped.predict(EMMY, boxes=[emmy_faces[0].box])[0]
+    check_face(face)
+    assert torch.get_num_threads() == previous  # restored
+    size = float(np.ptp(emmy_faces[0].points, axis=0).mean())
+    assert np.linalg.norm(face.points - emmy_faces[0].points, axis=1).mean() < 0.1 * size
+
+
+def test_face_to_dict_is_json(emmy_faces):
+    data = json.loads(json.dumps(emmy_faces[0].to_dict()))
+    assert set(data) == {"box", "score", "points", "scale"}
+    assert np.array(data["points"]).shape == np.array(data["scale"]).shape == (68, 2)
+    np.testing.assert_allclose(data["points"], emmy_faces[0].points, atol=1e-3)
+    assert "(68, 2)" in repr(emmy_faces[0])

@@ -1,0 +1,249 @@
+"""``laplace-landmarks predict`` and ``models``: outputs, schema, bad inputs, atomic files.
+
+The CLI runs in-process through ``laplace_landmarks.cli.main`` (fast); one test runs the real
+``python -m laplace_landmarks`` entry point in a subprocess.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from laplace_landmarks import __version__
+from laplace_landmarks.cli import main
+from laplace_landmarks.data.formats import read_pts
+
+SAMPLES = Path(str(resources.files("laplace_landmarks") / "samples"))
+EMMY = SAMPLES / "ytf68_Emmy_Rossum_20a.jpg"
+TAKEO = SAMPLES / "ytf68_Takeo_Hiranuma_00a.jpg"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims ``width x height`` pixels but holds no pixel data (nothing to allocate)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"")
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["predict", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def check_schema(document: dict) -> None:
+    assert set(document) == {"model", "version", "images", "errors"}
+    assert document["version"] == __version__ and isinstance(document["model"], str)
+    for image in document["images"]:
+        assert set(image) == {"path", "width", "height", "faces"}
+        assert isinstance(image["width"], int) and isinstance(image["height"], int)
+        for face in image["faces"]:
+            assert set(face) == {"box", "score", "points", "scale"}
+            assert len(face["box"]) == 4
+            assert face["score"] is None or isinstance(face["score"], float)
+            assert np.array(face["points"]).shape == np.array(face["scale"]).shape == (68, 2)
+            assert np.isfinite(face["points"]).all() and (np.array(face["scale"]) > 0).all()
+    for error in document["errors"]:
+        assert set(error) == {"path", "error"} and error["error"]
+
+
+def make_folder(root: Path) -> Path:
+    """Two real faces (same stem, different sub-folders), a blank image and four bad files."""
+    folder = root / "in"
+    (folder / "a").mkdir(parents=True)
+    (folder / "b").mkdir()
+    shutil.copy(EMMY, folder / "a" / "face.jpg")
+    shutil.copy(TAKEO, folder / "b" / "face.jpg")
+    Image.new("RGB", (96, 64), (128, 128, 128)).save(folder / "blank.png")
+    (folder / "broken.jpg").write_bytes(EMMY.read_bytes()[:300])  # truncated JPEG
+    (folder / "text.png").write_text("not an image")
+    (folder / "huge.png").write_bytes(png_header(12_000, 12_000))
+    (folder / "notes.txt").write_text("ignored: not an image extension")
+    return folder
+
+
+def leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.startswith(".") or ".tmp" in p.name]
+
+
+def test_json_to_stdout_matches_the_schema(capsys):
+    code, out, err = run(capsys, EMMY)
+    assert code == 0
+    document = json.loads(out)
+    check_schema(document)
+    assert document["model"] == "rcn-accurate" and document["errors"] == []
+    [image] = document["images"]
+    assert (image["path"], image["width"], image["height"]) == (str(EMMY), 389, 360)
+    assert len(image["faces"]) == 1 and isinstance(image["faces"][0]["score"], float)
+    assert "predict:" not in err  # no progress bar for a single image
+
+
+def test_pts_csv_and_draw_write_their_files(capsys, tmp_path):
+    out = tmp_path / "out"
+    code, _, _ = run(capsys, EMMY, TAKEO, "--format", "pts", "--draw", "--out", out)
+    assert code == 0
+    for stem in (EMMY.stem, TAKEO.stem):
+        assert read_pts(out / f"{stem}_0.pts", expected_points=68).shape == (68, 2)
+        with Image.open(out / f"{stem}_landmarks.png") as overlay:
+            assert overlay.size == Image.open(SAMPLES / f"{stem}.jpg").size
+    code, _, err = run(capsys, EMMY, TAKEO, "--format", "csv", "--out", out)
+    assert code == 0 and "predict" in err  # progress bar for two images
+    with open(out / "landmarks.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    header = rows[0]
+    assert header[:4] == ["image", "face", "x0", "y0"] and header[2 + 136] == "bx0"
+    assert header[-5:] == ["box_x0", "box_y0", "box_x1", "box_y1", "score"]
+    assert [row[:2] for row in rows[1:]] == [[str(EMMY), "0"], [str(TAKEO), "0"]]
+    points = np.array(rows[1][2:138], dtype=float).reshape(68, 2)
+    np.testing.assert_allclose(points, read_pts(out / f"{EMMY.stem}_0.pts"), atol=0.01)
+    assert leftovers(out) == []
+
+
+def test_a_folder_with_bad_files_reports_them_and_finishes(capsys, tmp_path):
+    folder = make_folder(tmp_path)
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, folder, "--out", out, "--draw")
+    assert code == 0 and stdout == ""
+    document = json.loads((out / "landmarks.json").read_text())
+    check_schema(document)
+    processed = {Path(i["path"]).relative_to(folder).as_posix() for i in document["images"]}
+    assert processed == {"a/face.jpg", "b/face.jpg", "blank.png"}
+    failed = {Path(e["path"]).name: e["error"] for e in document["errors"]}
+    assert set(failed) == {"broken.jpg", "text.png", "huge.png"}
+    assert "pixels" in failed["huge.png"] or "too large" in failed["huge.png"]
+    for name in failed:
+        assert f"skipped {folder / name}" in err
+    assert f"no face found in {folder / 'blank.png'}" in err
+    # sub-folders are mirrored, so the two face.jpg overlays do not collide
+    assert (out / "a" / "face_landmarks.png").is_file()
+    assert (out / "b" / "face_landmarks.png").is_file()
+    assert not (out / "blank_landmarks.png").exists()
+    assert leftovers(out) == [] and leftovers(folder) == []
+
+
+def test_blank_image_alone_exits_0_with_a_message(capsys, tmp_path):
+    blank = tmp_path / "blank.png"
+    Image.new("L", (80, 60)).save(blank)
+    code, out, err = run(capsys, blank)
+    assert code == 0
+    assert json.loads(out)["images"][0]["faces"] == []
+    assert f"no face found in {blank}" in err
+
+
+def test_every_input_failing_exits_2(capsys, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"garbage")
+    code, out, err = run(capsys, bad, tmp_path / "missing.png")
+    assert code == 2
+    document = json.loads(out)
+    assert document["images"] == [] and len(document["errors"]) == 2
+    assert "no image could be processed" in err
+
+
+def test_boxes_file_by_file_name(capsys, tmp_path):
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({EMMY.name: [[100, 80, 280, 260]], TAKEO.name: []}))
+    code, out, _ = run(capsys, EMMY, TAKEO, "--boxes", boxes)
+    assert code == 0
+    emmy, takeo = json.loads(out)["images"]
+    assert emmy["faces"][0]["box"] == [100, 80, 280, 260] and emmy["faces"][0]["score"] is None
+    assert takeo["faces"] == []
+
+
+def test_a_bad_box_fails_only_its_image(capsys, tmp_path):
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({str(EMMY): [[900, 900, 1000, 1000]]}))
+    code, out, _ = run(capsys, EMMY, TAKEO, "--boxes", boxes, "--no-refine")
+    assert code == 0
+    document = json.loads(out)
+    assert [i["path"] for i in document["images"]] == [str(TAKEO)]
+    assert "boxes" in document["errors"][0]["error"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "rcn-huge"], "rcn-accurate"),
+        (["--boxes", "missing.json"], "--boxes"),
+        (["--threads", "0"], "--threads"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_clean_message(capsys, args, message):
+    code, out, err = run(capsys, EMMY, *args)
+    assert code == 2 and out == ""
+    assert "error:" in err and message in err and "Traceback" not in err
+
+
+def test_model_given_as_a_path(capsys):
+    from laplace_landmarks.weights import pretrained_path
+
+    code, out, _ = run(capsys, EMMY, "--model", pretrained_path("rcn-fast"), "--no-refine")
+    assert code == 0 and json.loads(out)["model"].endswith("rcn-fast.safetensors")
+
+
+def test_interrupted_run_keeps_earlier_files(capsys, tmp_path, monkeypatch):
+    from laplace_landmarks.inference import Landmarker
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "landmarks.json").write_text("previous run\n")
+    real_predict, calls = Landmarker.predict, []
+
+    def predict_then_interrupt(self, image, boxes=None):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_predict(self, image, boxes)
+
+    monkeypatch.setattr(Landmarker, "predict", predict_then_interrupt)
+    code, _, _ = run(capsys, EMMY, TAKEO, "--format", "pts", "--out", out)
+    assert code == 130
+    assert read_pts(out / f"{EMMY.stem}_0.pts").shape == (68, 2)
+    assert not (out / f"{TAKEO.stem}_0.pts").exists()
+    assert (out / "landmarks.json").read_text() == "previous run\n"
+    assert leftovers(out) == []
+
+
+def test_models_lists_the_shipped_models(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "rcn-fast:" in out and "rcn-accurate (default):" in out
+    assert "params:" in out and "MB" in out
+
+
+def test_the_real_entry_point_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "laplace_landmarks", "predict", str(TAKEO), "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    check_schema(document)
+    assert len(document["images"][0]["faces"]) >= 1
