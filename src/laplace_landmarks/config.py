@@ -47,6 +47,7 @@ class AdversarialConfig:
     unlabeled: str | None = None  # folder of unlabelled faces; None = the shared LFW + YTF set
     num_unlabeled: int | None = None  # N of "+D(N)"; None = all
     batch_size: int = 32
+    every: int = 1  # run the D step and G's adversarial term on every n-th batch
 
 
 @dataclass(frozen=True)
@@ -180,4 +181,5 @@ def validate(config: RunConfig) -> None:
         config.adversarial.num_unlabeled is None or config.adversarial.num_unlabeled >= 1,
         "adversarial.num_unlabeled must be >= 1",
     )
+    _require(config.adversarial.every >= 1, "adversarial.every must be >= 1")
     _require(config.data.size % 16 == 0, "data.size must be divisible by 16")

@@ -6,6 +6,7 @@ transform (`Crop.to_image` / `Crop.to_image_scale`); NME, AUC and FR are compute
 (a similarity leaves NME unchanged). Two crop protocols:
 
 - ``five-point`` (default, the standard protocol): the paper's 5-point crop from the ground truth.
+- ``box``: the annotation's face box (else the points' bounding box); for sets without 68 points.
 - ``detector``: the dlib HOG box, the realistic user path. Faces the detector misses are skipped;
   ``with_skipped_as_failures`` then counts each skipped face as a failure (NME above the
   threshold, contributing 0 to the AUC), so protocols compare fairly.
@@ -26,7 +27,7 @@ import torch
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.evaluation import calibration, format_table, nme_per_face, summarize
 
-CROP_PROTOCOLS = ("five-point", "detector")
+CROP_PROTOCOLS = ("five-point", "detector", "box")
 MAX_SKIPPED_LISTED = 50
 
 

@@ -98,7 +98,12 @@ class Landmarker:
         flip_test: also predict on the mirrored crops and average, with the mirror permutation
             of ``config.model.num_landmarks`` points (2x the compute).
         threads: torch CPU threads while predicting (restored afterwards); None leaves torch's.
+            With ``backend="onnx"`` also ONNX Runtime's intra-op threads (None: its default).
         batch_size: the most faces per forward pass.
+        backend: ``"torch"`` (default) or ``"onnx"``: ONNX Runtime runs the crop -> points stage
+            (needs ``pip install laplace-landmarks[onnx]``).
+        onnx_path: the ``.onnx`` file for ``backend="onnx"``; None exports ``model`` once into
+            ``~/.cache/laplace-landmarks/onnx/<hash>.onnx`` (see ``export.cached_export``).
     """
 
     def __init__(
@@ -110,6 +115,8 @@ class Landmarker:
         flip_test: bool = False,
         threads: int | None = None,
         batch_size: int = 64,
+        backend: str = "torch",
+        onnx_path: str | Path | None = None,
     ) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -124,6 +131,7 @@ class Landmarker:
         self.name = "custom"
         self._detector = detector
         self._mirror = _mirror_permutation(self.config.model.num_landmarks) if flip_test else None
+        self.backend, self._onnx = _onnx_backend(backend, model, onnx_path, threads)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> Landmarker:
@@ -232,17 +240,21 @@ class Landmarker:
 
     @torch.inference_mode()
     def _predict_tensor(self, crops: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        points, scale = predict_crops(self.model, crops, batch_size=self.batch_size)
+        points, scale = self._forward(crops)
         if self._mirror is not None:
-            flipped_points, flipped_scale = predict_crops(
-                self.model, crops.flip(-1), batch_size=self.batch_size
-            )
+            flipped_points, flipped_scale = self._forward(crops.flip(-1).contiguous())
             mirror = torch.as_tensor(self._mirror)
             unflipped = flipped_points[:, mirror].clone()
             unflipped[..., 0] = crops.shape[-1] - 1 - unflipped[..., 0]
             points = (points + unflipped) / 2
             scale = (scale + flipped_scale[:, mirror]) / 2
         return points.double().numpy(), scale.double().numpy()
+
+    def _forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 crops -> points and scales in crop pixels, by the torch or the ONNX backend."""
+        if self._onnx is not None:
+            return self._onnx.predict(crops, batch_size=self.batch_size)
+        return predict_crops(self.model, crops, batch_size=self.batch_size)
 
     def _predict_in_image(
         self, rgb: np.ndarray, crops: list[Crop]
@@ -315,6 +327,23 @@ def _refined_crop(points: np.ndarray, first: Crop, size: int) -> Crop:
     if not (0.5 <= ratio <= 2.0 and x0 <= cx <= x1 and y0 <= cy <= y1):
         return first
     return refined
+
+
+# --- ONNX backend (see laplace_landmarks.export) -------------------------------------------------
+def _onnx_backend(
+    backend: str, model: torch.nn.Module, path: str | Path | None, threads: int | None
+) -> tuple[str, Any]:
+    """``(backend, OnnxSession or None)``; exports ``model`` to the cache when ``path`` is None."""
+    if backend not in ("torch", "onnx"):
+        raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+    if backend == "torch":
+        return backend, None
+    from laplace_landmarks.export import OnnxSession, cached_export, require_onnx
+
+    if path is None:
+        require_onnx()  # exporting needs onnx and onnxscript too
+        path = cached_export(model)
+    return backend, OnnxSession(path, threads)
 
 
 def _mirror_permutation(num_landmarks: int) -> np.ndarray:

@@ -71,8 +71,6 @@ def prepare_data(config: RunConfig, cache_dir: Path, progress: bool = True) -> T
     caches = []
     for split, limit in ((d.train_split, d.max_train), (d.val_split, d.max_val)):
         dataset = load_dataset(d.dataset, split, max_images=limit, **kwargs)
-        if limit is not None:  # keep the file order (identities together), not a random draw
-            dataset.samples = dataset.samples[:limit]
         caches.append(
             build_crop_cache(
                 dataset, cache_dir, size=d.size, extension=d.extension, progress=progress
@@ -253,6 +251,7 @@ class Trainer:
             self.disc.train()
         batches = self._batches(epoch)
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
         start, seen = time.perf_counter(), 0
         bar = _progress(
             len(batches), f"epoch {epoch}/{cfg.train.epochs}", self.progress and self.rank == 0
@@ -268,9 +267,11 @@ class Trainer:
                 cfg,
                 aug_rng,
             )
-            stats = self._step(normalize_input(images), points, vis, unl_rng)
+            adversarial = self.disc is not None and step % self.config.adversarial.every == 0
+            stats = self._step(normalize_input(images), points, vis, unl_rng, adversarial)
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
             seen += len(index) * self.world
             if bar is not None:
                 bar.update(1)
@@ -287,12 +288,19 @@ class Trainer:
             "seconds": round(seconds, 2),
             "images_per_s": round(seen / seconds, 1),
         }
-        row.update({k: v / len(batches) for k, v in sums.items()})
+        row.update({k: v / counts[k] for k, v in sums.items()})
         return row
 
-    def _step(self, images: Tensor, points: Tensor, vis: Tensor, unl_rng: torch.Generator) -> dict:
+    def _step(
+        self,
+        images: Tensor,
+        points: Tensor,
+        vis: Tensor,
+        unl_rng: torch.Generator,
+        adversarial: bool,
+    ) -> dict:
         cfg = self.config
-        if self.disc is None:
+        if not adversarial:
             loss = supervised_loss(self.g_step(images), points, vis, cfg)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -33,9 +33,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", help="folder holding the dataset (default: ../shared/data)")
     p.add_argument(
         "--crop",
-        choices=["five-point", "detector"],
+        choices=["five-point", "detector", "box"],
         default="five-point",
-        help="five-point: ground-truth 5-point crops (standard); detector: dlib boxes",
+        help="five-point: ground-truth 5-point crops (standard, 68 points); detector: dlib "
+        "boxes (the user path); box: the annotated face box (AFLW, WFLW, COFW)",
     )
     p.add_argument("--json", help="write every number (and per-landmark Spearman) here")
     p.add_argument("--plots", help="folder for ced.png and calibration.png")

@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Find faces and localise 68 landmarks, each with a Laplace scale "
         "(its uncertainty, in pixels). See docs/predict.md for the output schema.",
     )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="image files and/or folders")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="images, folders or videos")
     parser.add_argument(
         "--boxes",
         type=Path,
@@ -53,6 +53,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-refine", action="store_true", help="skip the 5-point re-crop")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="network runtime: torch (default) or onnx (ONNX Runtime; needs the [onnx] extra; "
+        "exports the model into ~/.cache/laplace-landmarks/onnx on first use)",
+    )
+    # video files (.mp4 .avi .mov .mkv) are handled by commands/predict_video.py
+    parser.add_argument(
+        "--no-smooth", action="store_true", help="video: no temporal smoothing of the points"
+    )
     parser.set_defaults(func=run_predict)
 
 
@@ -68,6 +79,10 @@ class ImageResult:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Predict every input; exit 0 when at least one image was processed, else 2."""
+    from laplace_landmarks.commands.predict_video import is_video_run, run_predict_video
+
+    if is_video_run(args.paths):  # video files: tracked, smoothed, per-frame output
+        return run_predict_video(args)
     if args.threads is not None and args.threads < 1:
         raise LandmarksError(f"--threads must be >= 1, got {args.threads}")
     out = args.out if args.out is not None else None
@@ -76,7 +91,9 @@ def run_predict(args: argparse.Namespace) -> int:
         _check_out_folder(file_out)
     inputs, errors = collect_images(args.paths, exclude=file_out)
     boxes = load_boxes_file(args.boxes) if args.boxes else None
-    landmarker = load_landmarker(args.model, refine=not args.no_refine, threads=args.threads)
+    landmarker = load_landmarker(
+        args.model, refine=not args.no_refine, threads=args.threads, backend=args.backend
+    )
     results = []
     for result in _progress(inputs):
         try:
@@ -217,17 +234,21 @@ def _boxes_for(mapping: dict[str, Any] | None, path: Path) -> list | None:
     return None
 
 
-def load_landmarker(model: str | None, refine: bool, threads: int | None) -> Any:
+def load_landmarker(
+    model: str | None, refine: bool, threads: int | None, backend: str = "torch"
+) -> Any:
     """A shipped model by name (None = the default) or a weights/checkpoint file by path."""
     from laplace_landmarks.inference import Landmarker
 
     if model is not None and (
         Path(model).suffix in (".safetensors", ".pt") or Path(model).exists()
     ):
-        landmarker = Landmarker.from_checkpoint(model, refine=refine, threads=threads)
+        landmarker = Landmarker.from_checkpoint(
+            model, refine=refine, threads=threads, backend=backend
+        )
         landmarker.name = str(model)
         return landmarker
-    return Landmarker.pretrained(model, refine=refine, threads=threads)
+    return Landmarker.pretrained(model, refine=refine, threads=threads, backend=backend)
 
 
 def _write_tables(document: dict, results: list[ImageResult], fmt: str, out: Path | None) -> None:

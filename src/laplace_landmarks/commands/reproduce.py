@@ -5,9 +5,13 @@ resumed, so the grid can be continued later), scores each best-validation checkp
 ytf68 test split and writes a marked section of the results page (tables, CED and b_t figures,
 and a held / not held line per claim of the paper). See ``laplace_landmarks.reproduce``.
 
-The full grid is large (about 80 runs of 200 epochs at 3 seeds); ``--quick`` is a smoke run
-(1 seed, width 1/8, 4 epochs, 320 training faces, about 10 minutes on 2 cores) and writes its
-own section, labelled as quick.
+The full grid is large: 81 runs of 200 epochs at 3 seeds. On a 2-core CPU it does not fit (one
+adversarial step with the paper's discriminator, base width 64, takes seconds on one thread);
+run it on a bigger machine, or cut it with --seeds / --epochs, which the page records.
+
+--quick is a smoke run: 1 seed, width 1/8, 3 epochs, 256 training faces, and a discriminator of
+base width 16 fed 16 unlabelled faces per step instead of the recipes' 64 and 32. About 10
+minutes on 2 busy cores. It writes its own section of the page, labelled as quick.
 """
 
 from __future__ import annotations
@@ -27,14 +31,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="runs folder (default runs/reproduce or runs/reproduce-quick)")
     p.add_argument("--results", default="docs/results.md", help="markdown page to update")
     p.add_argument("--seeds", type=int, help="seeds per config (default 3; quick 1)")
-    p.add_argument("--epochs", type=int, help="epochs per run (default 200; quick 4)")
+    p.add_argument("--epochs", type=int, help="epochs per run (default 200; quick 3)")
     p.add_argument("--threads", type=int, help="torch CPU threads for training")
     p.add_argument("--data-root", help="ytf68 folder, or the data root holding it")
     p.add_argument("--unlabeled", help="unlabelled faces (default <data root>/unlabeled/ytf)")
     p.add_argument("--cache-dir", help="where crop caches go (default ~/.cache/laplace-landmarks)")
     p.add_argument("--batch-size", type=int, help="override the recipes' batch size (32)")
-    p.add_argument("--max-train", type=int, help="training faces per run (default all; quick 320)")
+    p.add_argument("--max-train", type=int, help="training faces per run (default all; quick 256)")
     p.add_argument("--bench-seconds", type=float, help="time budget per width for the fps column")
+    p.add_argument("--d-width", type=int, help="discriminator base width (64; quick 16)")
+    p.add_argument("--d-batch-size", type=int, help="unlabelled faces per step (32; quick 16)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -64,6 +70,8 @@ FLAGS = (
     "batch_size",
     "max_train",
     "bench_seconds",
+    "d_width",
+    "d_batch_size",
 )
 
 
@@ -86,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         max_train=args.max_train,
         progress=not args.no_progress,
         bench_seconds=args.bench_seconds,
+        d_width=args.d_width,
+        d_batch_size=args.d_batch_size,
         command=command_line(args),
     )
     data = run_grid(options)

@@ -1,0 +1,182 @@
+"""Our models against dlib's 68-point shape predictor: speed (A/B, one thread) and NME on ytf68 TEST.
+
+Both systems get the SAME dlib HOG detector box (``DlibHogDetector(upsample=1)``; the detection
+that contains the face's ground-truth centre) on every ytf68 TEST image; faces without such a
+detection are counted separately and left out of the NME.
+
+- **NME** (inter-ocular, image pixels, all detected test faces): dlib ``predictor(image, rect)``
+  against ``Landmarker.predict(image, boxes=[box])`` (detector-box crop, network, 5-point
+  refinement, mapping back).
+- **Speed**, one thread, on the first ``--timing-faces`` detected faces, A/B alternating face by
+  face (the order flips every face), median ms per face:
+  - *model only*: our network + decoding on one pre-cut 80x80 crop (the detector-box crop; ONNX
+    Runtime fp32 unless ``--backends`` says otherwise) against dlib's ``predictor(image, rect)``
+    (dlib reads the pixels it needs straight from the image, so it has no separate crop step);
+  - *full path*: ``Landmarker.predict(image, boxes=[box])`` against ``predictor(image, rect)`` plus
+    reading its 68 parts into an array. Detection is excluded from both.
+
+dlib's model file is benchmark-only, never a dependency: Debian's ``libdlib-data``
+(``apt-get install libdlib-data`` -> ``/usr/share/dlib/shape_predictor_68_face_landmarks.dat``) or
+the PyPI package ``face-recognition-models``. It was trained on the iBUG 300-W data, whose licence
+excludes commercial use (Debian ships the file itself as CC0).
+
+    nice python benchmarks/vs_dlib.py                       # rcn-fast and rcn-accurate
+    nice python benchmarks/vs_dlib.py --models rcn-fast --timing-faces 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from laplace_landmarks.bench import _cpu_name
+from laplace_landmarks.data.crops import warp_crop
+from laplace_landmarks.data.datasets import load_dataset
+from laplace_landmarks.data.images import load_image
+from laplace_landmarks.detection import DlibHogDetector, crop_from_detection
+from laplace_landmarks.evaluation import nme_per_face
+from laplace_landmarks.inference import Landmarker
+
+DEBIAN_MODEL = Path("/usr/share/dlib/shape_predictor_68_face_landmarks.dat")
+
+
+def find_predictor(path: Path | None) -> Path | None:
+    """The dlib 68-point model: ``path``, Debian's libdlib-data, or face-recognition-models."""
+    if path is not None:
+        return path if path.is_file() else None
+    if DEBIAN_MODEL.is_file():
+        return DEBIAN_MODEL
+    try:
+        import face_recognition_models
+
+        found = Path(face_recognition_models.pose_predictor_model_location())
+        return found if found.is_file() else None
+    except ImportError:
+        return None
+
+
+def detected_faces(dataset) -> tuple[list[tuple], int]:
+    """(sample, rgb, box, dlib rectangle) for every face whose detection holds its GT centre."""
+    import dlib
+
+    detector, faces, missed = DlibHogDetector(upsample=1), [], 0
+    for sample in dataset.samples:
+        rgb = load_image(sample.image_path)
+        cx, cy = np.nanmean(sample.points, axis=0)
+        boxes = [d.box for d in detector(rgb) if d.box[0] <= cx <= d.box[2]]
+        boxes = [b for b in boxes if b[1] <= cy <= b[3]]
+        if not boxes:
+            missed += 1
+            continue
+        x0, y0, x1, y1 = boxes[0]  # the detector's integer pixel rectangle, inclusive
+        rect = dlib.rectangle(round(x0 + 0.5), round(y0 + 0.5), round(x1 - 0.5), round(y1 - 0.5))
+        faces.append((sample, rgb, boxes[0], rect))
+    return faces, missed
+
+
+def dlib_points(predictor, rgb: np.ndarray, rect) -> np.ndarray:
+    shape = predictor(rgb, rect)
+    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+
+def nme_table(faces, predictor, landmarkers: dict[str, Landmarker]) -> list[str]:
+    gt = np.stack([f[0].points for f in faces])
+    systems = {"dlib shape predictor": lambda f: dlib_points(predictor, f[1], f[3])}
+    for name, lm in landmarkers.items():
+        systems[name] = lambda f, lm=lm: lm.predict(f[1], boxes=[f[2]])[0].points
+    rows = []
+    for name, predict in systems.items():
+        nme = nme_per_face(np.stack([predict(f) for f in faces]), gt)
+        rows.append(
+            f"| {name} | {len(faces)} | {100 * nme.mean():.3f} | {100 * np.median(nme):.3f} "
+            f"| {100 * (nme > 0.08).mean():.2f} |"
+        )
+    return rows
+
+
+def ab_times(call_a, call_b, faces) -> tuple[float, float]:
+    """Median seconds per face of ``call_a(face)`` and ``call_b(face)``, alternating A/B, B/A."""
+    times_a, times_b = [], []
+    for index, face in enumerate(faces):
+        order = [(call_a, times_a), (call_b, times_b)]
+        for call, times in order if index % 2 == 0 else order[::-1]:
+            start = time.perf_counter()
+            call(face)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def speed_rows(faces, predictor, landmarkers: dict[str, Landmarker]) -> list[str]:
+    def run_dlib(face):
+        return dlib_points(predictor, face[1], face[3])
+
+    rows = []
+    for name, lm in landmarkers.items():
+        crops = {id(f): _crop(f, lm.crop_size) for f in faces}
+        for face in faces[:3]:  # warm-up both
+            run_dlib(face)
+            lm.predict(face[1], boxes=[face[2]])
+        model = ab_times(run_dlib, lambda f, lm=lm, c=crops: lm.predict_batch(c[id(f)]), faces)
+        full = ab_times(run_dlib, lambda f, lm=lm: lm.predict(f[1], boxes=[f[2]]), faces)
+        for what, (dlib_s, ours_s) in (("model only", model), ("full path", full)):
+            rows.append(
+                f"| {name} | {what} | {len(faces)} | {1e3 * dlib_s:.2f} | {1e3 * ours_s:.2f} "
+                f"| {ours_s / dlib_s:.2f}x |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def _crop(face, size: int) -> np.ndarray:
+    crop = crop_from_detection(face[2], size)
+    return warp_crop(face[1], crop).transpose(2, 0, 1)[None].copy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--predictor", type=Path, default=None, help="dlib 68-point .dat file")
+    parser.add_argument("--models", nargs="+", default=["rcn-fast", "rcn-accurate"])
+    parser.add_argument("--backends", nargs="+", default=["onnx", "torch"])
+    parser.add_argument("--timing-faces", type=int, default=200)
+    parser.add_argument("--max-images", type=int, default=None, help="subsample the test split")
+    args = parser.parse_args()
+    path = find_predictor(args.predictor)
+    if path is None:
+        print(
+            "dlib's shape_predictor_68_face_landmarks.dat not found (apt-get install "
+            "libdlib-data, or pip install face-recognition-models); skipping"
+        )
+        return
+    import dlib
+
+    torch.set_num_threads(1)
+    predictor = dlib.shape_predictor(str(path))
+    landmarkers = {
+        f"{model} ({backend})": Landmarker.pretrained(model, backend=backend, threads=1)
+        for model in args.models
+        for backend in args.backends
+    }
+    dataset = load_dataset("ytf68", "test", max_images=args.max_images)
+    faces, missed = detected_faces(dataset)
+    print(
+        f"dlib {dlib.__version__} predictor {path}; torch {torch.__version__}, 1 thread, "
+        f"{_cpu_name()}; ytf68 test: {len(dataset.samples)} faces, {len(faces)} with a "
+        f"detection holding the GT centre, {missed} without\n"
+    )
+    print("| system | faces | NME % mean | NME % median | FR@8% % |\n|---|---|---|---|---|")
+    for row in nme_table(faces, predictor, landmarkers):
+        print(row, flush=True)
+    print("\n| ours | timing | faces | dlib ms/face | ours ms/face | ours / dlib |")
+    print("|---|---|---|---|---|---|")
+    speed_rows(faces[: args.timing_faces], predictor, landmarkers)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

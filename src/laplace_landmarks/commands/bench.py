@@ -1,0 +1,78 @@
+"""``laplace-landmarks bench``: parameters, storage, FLOPs and one-thread CPU speed per width.
+
+For each width x backend (torch, torch-batched, onnx, onnx-int8) it prints parameters, float32
+storage, MFLOP per face, faces/s, the share of the machine's measured single-thread fp32 peak,
+and whole-image frames/s through ``Landmarker.predict`` (dlib HOG detection included). Widths
+without a shipped model run with random weights. See ``laplace_landmarks.bench`` for details.
+The ONNX backends need ``pip install laplace-landmarks[onnx]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from fractions import Fraction
+from pathlib import Path
+
+from laplace_landmarks.errors import LandmarksError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` command."""
+    parser = subparsers.add_parser(
+        "bench", help="CPU speed, size and FLOPs per width and backend", description=__doc__
+    )
+    parser.add_argument(
+        "--widths", nargs="+", default=["1", "1/2", "1/4", "1/8", "1/16"], help="e.g. 1/4 1/8"
+    )
+    parser.add_argument(
+        "--backends",
+        default="torch,torch-batched,onnx,onnx-int8",
+        help="comma-separated subset of torch,torch-batched,onnx,onnx-int8",
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
+    parser.add_argument("--batch-size", type=int, default=64, help="faces per torch-batched call")
+    parser.add_argument(
+        "--image", type=Path, default=None, help="photo for frames/s (default: a bundled sample)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(func=run_bench_command)
+
+
+def parse_widths(values: list[str]) -> list[float]:
+    """``["1", "1/8", "0.25"]`` -> ``[1.0, 0.125, 0.25]``; a clear error for anything else."""
+    widths = []
+    for value in values:
+        try:
+            width = float(Fraction(value))
+        except (ValueError, ZeroDivisionError) as exc:
+            raise LandmarksError(f"--widths: {value!r} is not a number like 1/8 or 0.25") from exc
+        if width <= 0:
+            raise LandmarksError(f"--widths: {value!r} must be > 0")
+        widths.append(width)
+    return widths
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    from laplace_landmarks import bench
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = sorted(set(backends) - set(bench.BACKENDS))
+    if unknown or not backends:
+        raise LandmarksError(f"--backends: unknown {unknown}; choose from {list(bench.BACKENDS)}")
+    if args.repeats < 1 or args.batch_size < 1:
+        raise LandmarksError("--repeats and --batch-size must be >= 1")
+    if args.image is not None and not args.image.is_file():
+        raise LandmarksError(f"--image: {args.image} does not exist")
+    rows, peak = bench.run_bench(
+        parse_widths(args.widths),
+        backends,
+        repeats=args.repeats,
+        image=args.image,
+        batch_size=args.batch_size,
+    )
+    if args.json:
+        print(json.dumps(bench.rows_to_json(rows, peak), indent=1))
+    else:
+        print(bench.format_table(rows, peak), end="")
+    return 0

@@ -1,0 +1,156 @@
+"""ONNX export: ONNX Runtime matches torch on real crops, dynamic batch, the ONNX backend, errors.
+
+Crops are real faces cut with the package's crop code: the bundled samples plus the in-repo
+ytf68 slice. Points are (x, y) crop pixels, 0-based, pixel centres at integers.
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from laplace_landmarks.cli import main
+from laplace_landmarks.decoding import predict_crops
+from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.export import (
+    INSTALL_HINT,
+    OnnxSession,
+    cached_export,
+    export_onnx,
+    require_onnx,
+    sample_crops,
+    verify_onnx,
+)
+from laplace_landmarks.inference import Landmarker
+from laplace_landmarks.models import create_model
+
+YTF68_SLICE = Path(__file__).resolve().parent / "data" / "ytf68_slice"
+SAMPLE = Path(str(resources.files("laplace_landmarks") / "samples")) / "lfw_Naomi_Watts0.jpg"
+TOLERANCE_PX = 1e-4
+
+try:
+    require_onnx()
+    HAVE_ONNX = True
+except LandmarksError:
+    HAVE_ONNX = False
+needs_onnx = pytest.mark.skipif(
+    not HAVE_ONNX, reason="onnx/onnxscript/onnxruntime not installed (the [onnx] extra)"
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def crops() -> torch.Tensor:
+    """Real uint8 crops: samples (detector and 5-point crops) + the 40 ytf68 slice faces."""
+    return sample_crops(80, YTF68_SLICE)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("rcn", width=1 / 16).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny, tmp_path_factory) -> Path:
+    return export_onnx(tiny, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+def test_sample_crops_are_real_faces(crops):
+    assert crops.dtype == torch.uint8 and crops.shape[1:] == (3, 80, 80)
+    assert len(crops) >= 40 + 3  # the slice's 40 faces plus at least the 3 labelled samples
+    assert crops.float().std() > 30  # real photos, not blank padding
+
+
+@needs_onnx
+def test_tiny_model_matches_torch_on_real_crops(tiny, tiny_onnx, crops):
+    result = verify_onnx(tiny_onnx, tiny, crops)
+    assert result["faces"] == len(crops)
+    assert result["max_abs_points"] < TOLERANCE_PX
+    assert result["max_abs_scale"] < TOLERANCE_PX
+
+
+@needs_onnx
+def test_dynamic_batch_axis(tiny, tiny_onnx, crops):
+    session = OnnxSession(tiny_onnx, threads=1)
+    batch, *rest = session.session.get_inputs()[0].shape
+    assert isinstance(batch, str) and rest == [3, 80, 80]  # a symbolic batch dimension
+    whole, _ = session.run(crops[:7].numpy())
+    for size in (1, 3, 7):
+        points, scale = session.run(crops[:size].numpy())
+        assert points.shape == scale.shape == (size, 68, 2)
+        np.testing.assert_allclose(points, whole[:size], atol=TOLERANCE_PX)
+
+
+@needs_onnx
+def test_shipped_model_export_cli_reports_difference(tmp_path, capsys, crops):
+    out = tmp_path / "fast.onnx"
+    code = main(
+        ["export", "--model", "rcn-fast", "--onnx", str(out), "--verify-root", str(YTF68_SLICE)]
+    )
+    text = capsys.readouterr().out
+    assert code == 0 and out.is_file(), text
+    assert f"on {len(crops)} real crops" in text
+    reported = float(text.split("points ")[1].split(" px")[0])
+    assert reported < TOLERANCE_PX
+    assert not list(tmp_path.glob(".*tmp"))  # atomic write left nothing behind
+
+    landmarker = Landmarker.pretrained("rcn-fast", backend="onnx", onnx_path=out, threads=1)
+    reference = Landmarker.pretrained("rcn-fast", threads=1)
+    onnx_points, onnx_scale = landmarker.predict_batch(crops)
+    torch_points, torch_scale = predict_crops(reference.model, crops)
+    assert np.abs(onnx_points - torch_points.double().numpy()).max() < TOLERANCE_PX
+    assert np.abs(onnx_scale - torch_scale.double().numpy()).max() < TOLERANCE_PX
+    face_onnx, face_torch = landmarker.predict(SAMPLE)[0], reference.predict(SAMPLE)[0]
+    np.testing.assert_allclose(face_onnx.points, face_torch.points, atol=1e-3)  # image pixels
+
+
+@needs_onnx
+def test_float_input_export(tiny, tmp_path, crops):
+    path = export_onnx(tiny, tmp_path / "float.onnx", input_dtype="float32")
+    session = OnnxSession(path, threads=1)
+    assert session.session.get_inputs()[0].type == "tensor(float)"
+    points, _ = session.predict(crops[:5])  # uint8 in, scaled to [0, 1] for the float graph
+    reference, _ = predict_crops(tiny, crops[:5])
+    assert (points - reference).abs().max() < TOLERANCE_PX
+
+
+@needs_onnx
+def test_backend_exports_into_cache_once(tiny, tmp_path, monkeypatch, crops):
+    monkeypatch.setenv("LAPLACE_LANDMARKS_CACHE", str(tmp_path))
+    first = cached_export(tiny)
+    assert first.parent == tmp_path / "onnx" and first.suffix == ".onnx"
+    stamp = first.stat().st_mtime_ns
+    landmarker = Landmarker(tiny, backend="onnx", threads=1)  # finds the cached file
+    assert landmarker._onnx.path == first and first.stat().st_mtime_ns == stamp
+    points, _ = landmarker.predict_batch(crops[:4])
+    reference, _ = predict_crops(tiny, crops[:4])
+    assert np.abs(points - reference.double().numpy()).max() < TOLERANCE_PX
+
+
+def test_unknown_backend_is_rejected(tiny):
+    with pytest.raises(ValueError, match="backend"):
+        Landmarker(tiny, backend="tensorrt")
+
+
+def test_missing_onnxruntime_gives_install_hint(tiny, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    with pytest.raises(LandmarksError, match=r"pip install laplace-landmarks\[onnx\]"):
+        require_onnx()
+    with pytest.raises(LandmarksError, match="onnxruntime"):
+        Landmarker(tiny, backend="onnx", onnx_path=tmp_path / "x.onnx")
+    assert main(["export", "--model", "rcn-fast", "--onnx", str(tmp_path / "y.onnx")]) == 2
+    assert INSTALL_HINT in capsys.readouterr().err
+    assert not (tmp_path / "y.onnx").exists()
