@@ -10,8 +10,10 @@ For each shipped model this prints a markdown table of:
   true motion removed;
 - detector calls and frames/s (wall clock of ``predict_video``, single torch thread).
 
-Rows: the detector and 5-point refine on every frame (no tracking), tracking without smoothing,
-and tracking with the Laplace Kalman filter. The process noise is tuned with ``--tune`` on a
+Rows: the detector and 5-point refine on every frame (no tracking), the same predictions through
+the Laplace Kalman filter (the filter alone), tracking without smoothing, and tracking with the
+filter (which also places the next crop). "jitter vs unsmoothed" and "ΔNME" compare each
+filtered row with the row above it. The process noise is tuned with ``--tune`` on a
 DIFFERENT photo and path (``VALIDATION_PHOTO``, seed 1) than the reported test video
 (``TEST_PHOTO``, seed 0); the default comes from ``smoothing.DEFAULT_PROCESS_NOISE``.
 
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 from laplace_landmarks import Landmarker
-from laplace_landmarks.smoothing import DEFAULT_PROCESS_NOISE
+from laplace_landmarks.smoothing import DEFAULT_PROCESS_NOISE, LaplaceKalman
 from laplace_landmarks.video import FaceTracker, FrameResult, predict_video
 from laplace_landmarks.video_synth import (
     TEST_PHOTO,
@@ -71,6 +73,28 @@ def per_frame_detection(landmarker: Landmarker, frames: list[np.ndarray]) -> lis
     return results
 
 
+def smooth_offline(results: list[FrameResult], **options) -> list[FrameResult]:
+    """The Laplace Kalman filter run over already-made per-frame predictions (one face)."""
+    from laplace_landmarks.tracking import TrackedFace, face_size
+
+    kalman, smoothed = None, []
+    for result in results:
+        faces = []
+        for face in result.faces[:1]:
+            size = face_size(face.crop)
+            if kalman is None:
+                kalman = LaplaceKalman(face.raw_points, face.raw_scale, size, **options)
+                points = face.raw_points
+            else:
+                points = kalman.update(face.raw_points, face.raw_scale, size)
+            faces.append(
+                TrackedFace(points, kalman.scale, face.raw_points, face.raw_scale, face.box,
+                            face.score, face.crop)
+            )  # fmt: skip
+        smoothed.append(FrameResult(result.index, result.time, faces, result.detector_ran))
+    return smoothed
+
+
 def run(landmarker: Landmarker, frames: list, mode: str, **options) -> tuple[list, int, float]:
     """(results, detector calls, frames/s) for one mode: 'detect', 'raw' or 'smooth'."""
     start = time.perf_counter()
@@ -90,25 +114,36 @@ def make_video(photo_name: str, seed: int, args: argparse.Namespace):
     )
 
 
+def _row(cells: list) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
 def tune(landmarkers: dict[str, Landmarker], args: argparse.Namespace) -> None:
-    """Validation grid: jitter and NME change against tracking without smoothing."""
+    """Validation grid: jitter and NME change of the filter, on per-frame detections (the
+    filter alone) and on tracking (the filter feeding the next crop)."""
     video = make_video(VALIDATION_PHOTO, 1, args)
     print(f"### Validation ({VALIDATION_PHOTO}, path seed 1, {args.frames} frames)\n")
-    print("| model | motion | process noise | NME % | jitter % | jitter vs raw | ΔNME (points) |")
-    print("|---|---|---|---|---|---|---|")
+    print(_row(["model", "on", "motion", "process noise", "NME %", "jitter %", "jitter vs raw",
+                "ΔNME (points)"]))  # fmt: skip
+    print(_row(["---"] * 8))
     for name, landmarker in landmarkers.items():
-        raw = metrics(run(landmarker, video.frames, "raw")[0], video.points)
-        print(f"| {name} | raw | - | {raw['nme']:.2f} | {raw['jitter']:.3f} | 1.00 | 0 |")
-        for motion in ("velocity", "position"):
-            for noise in GRID:
-                results = run(
-                    landmarker, video.frames, "smooth", process_noise=noise, motion=motion
-                )[0]
-                m = metrics(results, video.points)
-                print(
-                    f"| {name} | {motion} | {noise:g} | {m['nme']:.2f} | {m['jitter']:.3f} | "
-                    f"{m['jitter'] / raw['jitter']:.2f} | {m['nme'] - raw['nme']:+.2f} |"
-                )
+        detected = run(landmarker, video.frames, "detect")[0]
+        bases = {"detect": metrics(detected, video.points)}
+        bases["tracked"] = metrics(run(landmarker, video.frames, "raw")[0], video.points)
+        for on, base in bases.items():
+            print(_row([name, on, "raw", "-", f"{base['nme']:.2f}", f"{base['jitter']:.3f}",
+                        "1.00", "0"]))  # fmt: skip
+            for motion in ("velocity", "position"):
+                for noise in GRID:
+                    options = {"process_noise": noise, "motion": motion}
+                    if on == "detect":
+                        results = smooth_offline(detected, **options)
+                    else:
+                        results = run(landmarker, video.frames, "smooth", **options)[0]
+                    m = metrics(results, video.points)
+                    ratio, change = m["jitter"] / base["jitter"], m["nme"] - base["nme"]
+                    print(_row([name, on, motion, f"{noise:g}", f"{m['nme']:.2f}",
+                                f"{m['jitter']:.3f}", f"{ratio:.2f}", f"{change:+.2f}"]))  # fmt: skip
     print()
 
 
@@ -120,25 +155,29 @@ def report(landmarkers: dict[str, Landmarker], args: argparse.Namespace) -> None
         f"inter-ocular about {args.face_size:g} px; {args.motion} model, process noise "
         f"{args.process_noise:g}; torch threads {torch.get_num_threads()})\n"
     )
-    print(
-        "| model | mode | NME % | jitter % | jitter vs raw | detector calls | missed | frames/s |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    print(_row(["model", "mode", "NME %", "jitter %", "jitter vs unsmoothed", "ΔNME (points)",
+                "detector calls", "missed", "frames/s"]))  # fmt: skip
+    print(_row(["---"] * 9))
     options = {"process_noise": args.process_noise, "motion": args.motion}
     for name, landmarker in landmarkers.items():
-        raw_jitter = None
-        for mode in ("detect", "raw", "smooth"):
-            if mode == "detect" and args.skip_detect:
-                continue
-            results, calls, fps = run(landmarker, video.frames, mode, **options)
+        detected, calls, fps = run(landmarker, video.frames, "detect")
+        smoothed = smooth_offline(detected, **options)
+        tracked, tracked_calls, tracked_fps = run(landmarker, video.frames, "raw")
+        kalman, kalman_calls, kalman_fps = run(landmarker, video.frames, "smooth", **options)
+        rows = [
+            ("detect every frame", detected, None, calls, fps),
+            ("detect every frame + Kalman", smoothed, detected, calls, fps),
+            ("tracked", tracked, None, tracked_calls, tracked_fps),
+            ("tracked + Kalman", kalman, tracked, kalman_calls, kalman_fps),
+        ]
+        for label, results, base, n_calls, speed in rows:
             m = metrics(results, video.points)
-            raw_jitter = m["jitter"] if mode == "raw" else raw_jitter
-            ratio = f"{m['jitter'] / raw_jitter:.2f}" if raw_jitter else "-"
-            label = {"detect": "detect every frame", "raw": "tracked", "smooth": "tracked + Kalman"}
-            print(
-                f"| {name} | {label[mode]} | {m['nme']:.2f} | {m['jitter']:.3f} | {ratio} | "
-                f"{calls} | {m['missed']} | {fps:.1f} |"
-            )
+            ratio = change = "-"
+            if base is not None:
+                b = metrics(base, video.points)
+                ratio, change = f"{m['jitter'] / b['jitter']:.2f}", f"{m['nme'] - b['nme']:+.2f}"
+            print(_row([name, label, f"{m['nme']:.2f}", f"{m['jitter']:.3f}", ratio, change,
+                        n_calls, m["missed"], f"{speed:.1f}"]))  # fmt: skip
     print()
 
 
@@ -151,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--process-noise", type=float, default=DEFAULT_PROCESS_NOISE)
     parser.add_argument("--motion", choices=("velocity", "position"), default="velocity")
     parser.add_argument("--tune", action="store_true", help="print the validation grid first")
-    parser.add_argument("--skip-detect", action="store_true", help="skip the per-frame baseline")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -119,7 +119,12 @@ def test_shipped_model_export_cli_reports_difference(tmp_path, capsys, crops):
 
 @needs_onnx
 def test_float_input_export(tiny, tmp_path, crops):
-    path = export_onnx(tiny, tmp_path / "float.onnx", input_dtype="float32")
+    tiny.train()  # export runs in eval mode and gives the mode back
+    try:
+        path = export_onnx(tiny, tmp_path / "float.onnx", input_dtype="float32")
+        assert tiny.training
+    finally:
+        tiny.eval()
     session = OnnxSession(path, threads=1)
     assert session.session.get_inputs()[0].type == "tensor(float)"
     points, _ = session.predict(crops[:5])  # uint8 in, scaled to [0, 1] for the float graph
@@ -128,16 +133,26 @@ def test_float_input_export(tiny, tmp_path, crops):
 
 
 @needs_onnx
-def test_backend_exports_into_cache_once(tiny, tmp_path, monkeypatch, crops):
+def test_backend_exports_into_cache_once(tiny, tiny_onnx, tmp_path, monkeypatch, crops):
+    calls = []
+
+    def fake_export(model, path, **kwargs):  # the real export is tested above; count calls here
+        calls.append(path)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(tiny_onnx.read_bytes())
+        return Path(path)
+
     monkeypatch.setenv("LAPLACE_LANDMARKS_CACHE", str(tmp_path))
-    first = cached_export(tiny)
-    assert first.parent == tmp_path / "onnx" and first.suffix == ".onnx"
-    stamp = first.stat().st_mtime_ns
-    landmarker = Landmarker(tiny, backend="onnx", threads=1)  # finds the cached file
-    assert landmarker._onnx.path == first and first.stat().st_mtime_ns == stamp
+    monkeypatch.setattr("laplace_landmarks.export.export_onnx", fake_export)
+    landmarker = Landmarker(tiny, backend="onnx", threads=1)
+    again = Landmarker(tiny, backend="onnx", threads=1)
+    assert len(calls) == 1 and calls[0].parent == tmp_path / "onnx"
+    assert landmarker._onnx.path == again._onnx.path == cached_export(tiny) == calls[0]
     points, _ = landmarker.predict_batch(crops[:4])
     reference, _ = predict_crops(tiny, crops[:4])
     assert np.abs(points - reference.double().numpy()).max() < TOLERANCE_PX
+    other = create_model("rcn", width=1 / 16).eval()  # new random weights -> a new cache key
+    assert cached_export(other) != calls[0] and len(calls) == 2
 
 
 def test_unknown_backend_is_rejected(tiny):

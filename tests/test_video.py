@@ -258,3 +258,12 @@ def test_predict_video_cli_corrupt_file_exits_2(tmp_path, capsys):
     assert "bad.mp4" in capsys.readouterr().err
     assert main(["predict", str(bad), "photo.jpg"]) == 2  # videos and images do not mix
     assert "not both" in capsys.readouterr().err
+
+
+def test_missing_pyav_is_a_clear_error(tmp_path, monkeypatch):
+    import sys
+
+    path = write_video(tmp_path / "clip.mp4", _moving_square(2), fps=10)
+    monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
+    with pytest.raises(LandmarksError, match=r"laplace-landmarks\[video\]"):
+        list(read_frames(path))

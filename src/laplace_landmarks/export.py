@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import io
@@ -107,13 +108,13 @@ def export_onnx(
     require_onnx("onnx", "onnxscript")
     path = Path(path)
     size = crop_size or int(getattr(getattr(model, "config", None), "input_size", 80))
+    was_training = model.training
     wrapper = CropsToLandmarks(model, input_dtype).eval()
     if input_dtype == "uint8":
         example = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)
     else:
         example = torch.rand(2, 3, size, size)
     temporary = _atomic_target(path)
-    was_training = model.training
     try:
         with _quiet():
             program = torch.onnx.export(
@@ -255,8 +256,13 @@ def sample_crops(size: int = 80, root: str | Path | None = None) -> Tensor:
     Each bundled sample photo gives a crop per dlib HOG detection (:func:`crop_from_detection`)
     and, when a ``.pts`` file sits beside it, the paper's 5-point crop. With ``root`` (a
     ytf68-style folder such as ``tests/data/ytf68_slice``) its labelled faces are added too
-    (5-point crops, both splits).
+    (5-point crops, both splits). Computed once per process and argument pair, then copied.
     """
+    return _sample_crops(int(size), None if root is None else str(Path(root).resolve())).clone()
+
+
+@functools.lru_cache(maxsize=4)
+def _sample_crops(size: int, root: str | None) -> Tensor:
     from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68, warp_crop
     from laplace_landmarks.data.formats import read_pts
     from laplace_landmarks.data.images import load_image
@@ -306,8 +312,9 @@ def quantize_onnx(
         mode: ``"static"`` (QDQ int8 weights and uint8 activations for every Conv) or
             ``"dynamic"`` (int8 weights, activation ranges computed at run time).
         per_channel: per-output-channel weight scales.
-        keep_head_fp32: leave the last Conv (the logits head) in float: quantised logits make a
-            coarse softmax and cost far more accuracy than the head's compute saves.
+        keep_head_fp32: leave the last Conv (the logits head) in float, a precaution because
+            the logits feed a softmax over every pixel. On ytf68 it made no consistent NME
+            difference either way (docs/results.md, benchmarks/quantization.py).
     """
     require_onnx("onnx", "onnxruntime")
     import onnx

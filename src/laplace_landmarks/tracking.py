@@ -15,7 +15,8 @@ relative to the face size. A face is lost when any of these holds:
 
 1. ``u > max_uncertainty``: the network no longer knows where the points are.
 2. ``u > uncertainty_jump * u_ref``, where ``u_ref`` is the running mean of ``u`` over the
-   track's accepted frames: a sudden jump in uncertainty (occlusion, a cut, a face turning away).
+   track's accepted frames (an exponential mean over about the last 25 once the track is that
+   long): a sudden jump in uncertainty (occlusion, a cut, a face turning away).
 3. The points collapse or explode: the new 5-point box side is under ``s / 2`` or over ``2 s``.
 4. The points leave the image: the 5-point centre is outside it, or more than half the points
    are. Any NaN or inf counts as lost too.

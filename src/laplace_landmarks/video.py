@@ -198,7 +198,7 @@ def predict_video(
         fps: the frame rate for the ``time`` of in-memory frames (default 25).
         tracker: a FaceTracker to use (e.g. to read its ``detector_calls`` afterwards); else
             one is built with ``smooth`` and ``tracker_options`` (process_noise, motion,
-            max_faces, max_uncertainty, uncertainty_jump).
+            max_faces, max_uncertainty, uncertainty_jump, max_size_drift).
         on_frame: called with each frame and its result as soon as it is done.
 
     Returns:
