@@ -15,9 +15,9 @@ import argparse
 import time
 
 import numpy as np
-from laplace_landmarks.data.datasets import load_dataset
 
 from laplace_landmarks.data.crops import Crop, crop_from_five_points, five_points_from_68
+from laplace_landmarks.data.datasets import load_dataset
 from laplace_landmarks.data.images import load_image
 from laplace_landmarks.data.types import Sample
 from laplace_landmarks.detection import Detection, DlibHogDetector
