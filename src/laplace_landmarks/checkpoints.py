@@ -9,30 +9,18 @@ tensors, with the resolved config as JSON in its metadata; it loads without pick
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
+from laplace_landmarks.atomic import atomic_path
 from laplace_landmarks.config import RunConfig
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.models import create_model
 
 CHECKPOINT_VERSION = 1
-
-
-def atomic_torch_save(payload: dict[str, Any], path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -58,16 +46,10 @@ def save_weights(
     model: torch.nn.Module, config: RunConfig, path: str | Path, extra: dict[str, str] | None = None
 ) -> None:
     """Write the generator's weights as safetensors with the config in the metadata."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = {"config": json.dumps(config.to_dict()), **(extra or {})}
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata=metadata)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def load_generator(path: str | Path) -> tuple[torch.nn.Module, RunConfig, dict[str, str]]:

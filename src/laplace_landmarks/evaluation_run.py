@@ -17,13 +17,13 @@ transform (`Crop.to_image` / `Crop.to_image_scale`); NME, AUC and FR are compute
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from laplace_landmarks.atomic import atomic_write_text
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.evaluation import calibration, format_table, nme_per_face, summarize
 
@@ -222,14 +222,7 @@ def format_report(result: dict[str, Any]) -> str:
 
 def write_json_atomic(payload: Any, path: str | Path) -> Path:
     """Write ``payload`` as indented JSON via a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(json.dumps(payload, indent=2))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    return atomic_write_text(path, json.dumps(payload, indent=2))
     return path
 
 

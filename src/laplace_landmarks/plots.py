@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from laplace_landmarks.atomic import atomic_path
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.evaluation import as_numpy
 
@@ -38,15 +39,9 @@ def _figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (5.0, 4.
 
 def _atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file in the target folder, then rename it to ``path``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
-    try:
+    with atomic_path(path) as tmp:
         write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    return Path(path)
 
 
 def _save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:

@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from laplace_landmarks.atomic import atomic_write_text
 from laplace_landmarks.commands.train import OVERRIDES
 from laplace_landmarks.config import RunConfig, resolve_config
 from laplace_landmarks.errors import LandmarksError
@@ -684,18 +685,11 @@ def replace_section(text: str, section: str, begin: str, end: str) -> str:
 
 def write_results(data: dict[str, Any]) -> Path:
     """Write (or replace) the grid's marked section in the results markdown, atomically."""
-    import os
 
     opts = data["options"]
     path = Path(opts.results)
     begin, end = (QUICK_BEGIN, QUICK_END) if opts.quick else (BEGIN, END)
     old = path.read_text() if path.exists() else "# Results\n"
     text = replace_section(old, render_section(data, path), begin, end)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    atomic_write_text(path, text)
     return path

@@ -24,9 +24,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from laplace_landmarks.atomic import atomic_path, atomic_torch_save
 from laplace_landmarks.checkpoints import (
     CHECKPOINT_VERSION,
-    atomic_torch_save,
     build_generator,
     load_checkpoint,
     save_weights,
@@ -415,12 +415,10 @@ def _write_metrics(path: Path, history: list[dict]) -> None:
     columns: list[str] = []
     for row in history:
         columns += [k for k in row if k not in columns]
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", newline="") as handle:
+    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(temporary, path)
 
 
 def _progress(total: int, desc: str, enabled: bool):

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from laplace_landmarks.atomic import atomic_path
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.tracking import FaceTracker, TrackedFace
 
@@ -145,16 +145,11 @@ def write_video(
     if not (np.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be positive, got {fps}")
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix}")
     try:
-        with av.open(str(tmp), mode="w") as container:
+        with atomic_path(target) as tmp, av.open(str(tmp), mode="w") as container:
             _encode(container, frames, fps, codec)
-        os.replace(tmp, target)
     except av.FFmpegError as exc:
         raise LandmarksError(f"cannot write {target}: {exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

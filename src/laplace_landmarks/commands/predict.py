@@ -263,7 +263,7 @@ def _write_tables(document: dict, results: list[ImageResult], fmt: str, out: Pat
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from laplace_landmarks.data.annotation_io import atomic_write_text
+    from laplace_landmarks.atomic import atomic_write_text
 
     try:
         atomic_write_text(out / name, text)

@@ -189,7 +189,7 @@ def _write(text: str, out: Path | None, name: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    from laplace_landmarks.data.annotation_io import atomic_write_text
+    from laplace_landmarks.atomic import atomic_write_text
 
     try:
         atomic_write_text(out / name, text)

@@ -8,8 +8,6 @@ from __future__ import annotations
 import csv
 import decimal
 import math
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,8 +21,6 @@ from laplace_landmarks.errors import FormatError
 Source = str | Path | bytes
 MAX_POINTS = 100_000
 EXACT = decimal.Context(prec=1000, Emax=10**6, Emin=-(10**6))
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read the process umask once, so written files get the usual permissions
 PARSE_ERRORS = (
     ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError,
     RecursionError, UnicodeError, LookupError, csv.Error, ET.ParseError, decimal.InvalidOperation,
@@ -128,20 +124,6 @@ def check_points(points: Any, name: str = "points") -> np.ndarray:
 def check_count(count: int, expected: int | None, label: str) -> None:
     if expected is not None and count != expected:
         raise FormatError(f"{label}: has {count} points, expected {expected}")
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def make_record(image: str, points: list, visibility: list, box=None, meta=None) -> LandmarkRecord:

@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from laplace_landmarks.atomic import atomic_torch_save
 from laplace_landmarks.data import images as image_io
 from laplace_landmarks.data.crops import (
     DEFAULT_EXTENSION,
@@ -78,12 +79,7 @@ class CropCache:
             "paths": list(self.paths),
             "skipped": [list(item) for item in self.skipped],
         }
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            torch.save(payload, temporary)
-            os.replace(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
+        atomic_torch_save(payload, path)
 
     @classmethod
     def load(cls, path: str | Path) -> CropCache:

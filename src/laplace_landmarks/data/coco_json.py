@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from laplace_landmarks.atomic import atomic_write_text
 from laplace_landmarks.data.annotation_io import (
     LandmarkRecord,
     Source,
-    atomic_write_text,
     check_count,
     check_record,
     decode_text,

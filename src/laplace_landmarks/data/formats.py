@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from laplace_landmarks.atomic import atomic_write_text
 from laplace_landmarks.data.annotation_io import (
     MAX_POINTS,
     LandmarkRecord,
     Source,
-    atomic_write_text,
     check_count,
     check_points,
     check_record,
