@@ -259,6 +259,11 @@ def _write_tables(document: dict, results: list[ImageResult], fmt: str, out: Pat
         text, name = format_document(document), "landmarks.json"
     else:
         text, name = landmarks_csv(results), "landmarks.csv"
+    write_text_output(text, out, name)
+
+
+def write_text_output(text: str, out: Path | None, name: str) -> None:
+    """``text`` to stdout when ``out`` is None, else atomically to ``out / name``."""
     if out is None:
         sys.stdout.write(text)
         sys.stdout.flush()

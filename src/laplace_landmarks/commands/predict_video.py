@@ -185,16 +185,9 @@ def video_csv(results: list[VideoResult]) -> str:
 
 
 def _write(text: str, out: Path | None, name: str) -> None:
-    if out is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    from laplace_landmarks.atomic import atomic_write_text
+    from laplace_landmarks.commands.predict import write_text_output
 
-    try:
-        atomic_write_text(out / name, text)
-    except OSError as exc:
-        raise LandmarksError(f"cannot write {out / name}: {exc}") from exc
+    write_text_output(text, out, name)
 
 
 def _progress(frames: Iterator[VideoFrame], name: str) -> Iterator[VideoFrame]:
