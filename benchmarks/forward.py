@@ -13,7 +13,6 @@ median wall time over ``--repeats`` timed runs after warm-up (at least 3 runs; f
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from fractions import Fraction
@@ -21,6 +20,7 @@ from fractions import Fraction
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from laplace_landmarks.bench import cpu_name
 from laplace_landmarks.models import count_parameters, create_model, storage_mb
 
 PAPER_STORAGE_MB = {1.0: 7.496, 0.5: 1.919, 0.25: 0.507, 0.125: 0.162, 0.0625: 0.076}
@@ -51,17 +51,6 @@ def median_seconds(
             model(images)
             times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def benchmark_width(width: float, args: argparse.Namespace) -> list[str]:

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from laplace_landmarks.bench import _cpu_name
+from laplace_landmarks.bench import cpu_name
 from laplace_landmarks.data.cache import build_crop_cache
 from laplace_landmarks.data.datasets import load_dataset
 from laplace_landmarks.decoding import decode_logits, predict_crops
@@ -147,7 +147,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
         f"oneDNN bf16 supported: {torch.ops.mkldnn._is_mkldnn_bf16_supported()}, 1 thread, "
-        f"{_cpu_name()}; ytf68 test {len(test)} faces, calibration {len(calibration)} train faces\n"
+        f"{cpu_name()}; ytf68 test {len(test)} faces, calibration {len(calibration)} train faces\n"
     )
     print(
         "| model | variant | file KB | NME % | ΔNME (pp) | max Δ points px | faces/s b=1 | faces/s b=64 |"

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from laplace_landmarks.bench import _cpu_name
+from laplace_landmarks.bench import cpu_name
 from laplace_landmarks.data.crops import warp_crop
 from laplace_landmarks.data.datasets import load_dataset
 from laplace_landmarks.data.images import load_image
@@ -166,7 +166,7 @@ def main() -> None:
     faces, missed = detected_faces(dataset)
     print(
         f"dlib {dlib.__version__} predictor {path}; torch {torch.__version__}, 1 thread, "
-        f"{_cpu_name()}; ytf68 test: {len(dataset.samples)} faces, {len(faces)} with a "
+        f"{cpu_name()}; ytf68 test: {len(dataset.samples)} faces, {len(faces)} with a "
         f"detection holding the GT centre, {missed} without\n"
     )
     print("| system | faces | NME % mean | NME % median | FR@8% % |\n|---|---|---|---|---|")

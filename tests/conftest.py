@@ -40,3 +40,14 @@ def shared_data() -> Path:
 def test_data() -> Path:
     """The in-repo real data slices (tests/data)."""
     return TEST_DATA
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: tiny ops run faster than with OpenMP on a shared 2-core box."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import png_header
 from PIL import Image
 
 from laplace_landmarks.data.images import load_image, to_rgb_array
@@ -33,13 +32,7 @@ def save(array_or_image, path: Path, **kwargs) -> Path:
 
 def png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG with a valid header announcing width x height pixels and no pixel data at all."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+    path.write_bytes(png_header(width, height))
     return path
 
 

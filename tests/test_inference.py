@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import struct
-import zlib
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import png_header
 from PIL import Image
 
 from laplace_landmarks import Face, Landmarker
@@ -30,17 +29,6 @@ LABELLED = sorted(SAMPLES.glob("ytf68_*.jpg"))
 EMMY = SAMPLES / "ytf68_Emmy_Rossum_20a.jpg"
 
 
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that claims ``width x height`` pixels but holds no pixel data (nothing to allocate)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"")
-
-
 def gt_box(points: np.ndarray, grow: float = 0.0) -> tuple[float, float, float, float]:
     """The box around ``points``, grown by ``grow`` times its size on every side."""
     (x0, y0), (x1, y1) = points.min(axis=0), points.max(axis=0)
@@ -48,12 +36,7 @@ def gt_box(points: np.ndarray, grow: float = 0.0) -> tuple[float, float, float, 
     return x0 - dx, y0 - dy, x1 + dx, y1 + dy
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,7 @@ CASES = [
 ] + [("patchgan", {"in_channels": 3 + 5, "base_width": 8}, (2, 8, 32, 32), (2, 1, 3, 3))]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these tiny ops run faster than with OpenMP on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _case_id(case: tuple) -> str:

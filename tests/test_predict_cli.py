@@ -9,16 +9,14 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import struct
 import subprocess
 import sys
-import zlib
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from helpers import png_header
 from PIL import Image
 
 from laplace_landmarks import __version__
@@ -30,23 +28,7 @@ EMMY = SAMPLES / "ytf68_Emmy_Rossum_20a.jpg"
 TAKEO = SAMPLES / "ytf68_Takeo_Hiranuma_00a.jpg"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def png_header(width: int, height: int) -> bytes:
-    """A PNG that claims ``width x height`` pixels but holds no pixel data (nothing to allocate)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

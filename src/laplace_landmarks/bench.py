@@ -250,7 +250,7 @@ def _onnx_files(model, backends, crops, folder: Path) -> dict[str, Path]:
 def format_table(rows: Sequence[BenchRow], peak_gflops: float) -> str:
     """A markdown table with :data:`COLUMNS`, headed by the machine and the measured peak."""
     lines = [
-        f"torch {torch.__version__}, 1 thread, {_cpu_name()}; fp32 peak {peak_gflops:.1f} "
+        f"torch {torch.__version__}, 1 thread, {cpu_name()}; fp32 peak {peak_gflops:.1f} "
         "GFLOP/s (best single-thread 512^3 torch.mm, before and after)",
         "",
         "| " + " | ".join(COLUMNS) + " |",
@@ -260,7 +260,8 @@ def format_table(rows: Sequence[BenchRow], peak_gflops: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo, else platform.processor()."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
@@ -277,7 +278,7 @@ def rows_to_json(rows: Sequence[BenchRow], peak_gflops: float) -> dict[str, Any]
     """A JSON-ready dict: the peak, the CPU, torch's version and one dict per row."""
     return {
         "peak_gflops": peak_gflops,
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "torch": torch.__version__,
         "threads": 1,
         "rows": [

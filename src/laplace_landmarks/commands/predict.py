@@ -287,13 +287,17 @@ def format_document(document: dict[str, Any]) -> str:
     return f'{{{head},\n "images": {images},\n "errors": {errors}}}\n'
 
 
+def landmark_columns(count: int) -> list[str]:
+    """CSV columns of one face: ``x0,y0..,bx0,by0..,box_x0,box_y0,box_x1,box_y1,score``."""
+    columns = [f"{axis}{k}" for k in range(count) for axis in ("x", "y")]
+    columns += [f"b{axis}{k}" for k in range(count) for axis in ("x", "y")]
+    return [*columns, "box_x0", "box_y0", "box_x1", "box_y1", "score"]
+
+
 def landmarks_csv(results: list[ImageResult]) -> str:
     """Rows ``image,face,x0,y0,...,x67,y67,bx0,by0,...,box_x0,box_y0,box_x1,box_y1,score``."""
     count = next((len(f.points) for r in results for f in r.faces), 68)
-    header = ["image", "face"]
-    header += [f"{axis}{k}" for k in range(count) for axis in ("x", "y")]
-    header += [f"b{axis}{k}" for k in range(count) for axis in ("x", "y")]
-    header += ["box_x0", "box_y0", "box_x1", "box_y1", "score"]
+    header = ["image", "face", *landmark_columns(count)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)

@@ -167,10 +167,9 @@ def video_csv(results: list[VideoResult]) -> str:
     box_x0,box_y0,box_x1,box_y1,score``: one per face and frame (frames without a face have
     no row)."""
     count = next((len(f.points) for v in results for r in v.frames for f in r.faces), 68)
-    header = ["video", "frame", "time", "face", "track", "detected"]
-    header += [f"{axis}{k}" for k in range(count) for axis in ("x", "y")]
-    header += [f"b{axis}{k}" for k in range(count) for axis in ("x", "y")]
-    header += ["box_x0", "box_y0", "box_x1", "box_y1", "score"]
+    from laplace_landmarks.commands.predict import landmark_columns
+
+    header = ["video", "frame", "time", "face", "track", "detected", *landmark_columns(count)]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
