@@ -170,6 +170,10 @@ class Trainer:
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
         )
+        self.memory_format = (
+            torch.channels_last if config.train.channels_last else torch.contiguous_format
+        )
+        self.model.to(memory_format=self.memory_format)
         self.disc = self.d_optimizer = None
         if config.adversarial.enabled:
             a = config.adversarial
@@ -179,6 +183,7 @@ class Trainer:
                 base_width=a.base_width,
                 noise_std=a.noise_std,
             )
+            self.disc.to(memory_format=self.memory_format)
             self.d_optimizer = torch.optim.Adam(self.disc.parameters(), lr=a.lr, betas=(0.5, 0.999))
         self.start_epoch, self.best_nme, self.history = 0, math.inf, []
         if resume and (self.out_dir / "last.pt").exists():
@@ -268,7 +273,8 @@ class Trainer:
                 aug_rng,
             )
             adversarial = self.disc is not None and step % self.config.adversarial.every == 0
-            stats = self._step(normalize_input(images), points, vis, unl_rng, adversarial)
+            inputs = normalize_input(images).contiguous(memory_format=self.memory_format)
+            stats = self._step(inputs, points, vis, unl_rng, adversarial)
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + value
                 counts[key] = counts.get(key, 0) + 1
@@ -315,7 +321,9 @@ class Trainer:
         pick = torch.randint(
             len(self.data.unlabeled), (max(1, a.batch_size // self.world),), generator=unl_rng
         )
-        unl = normalize_input(self.data.unlabeled.images[pick])
+        unl = normalize_input(self.data.unlabeled.images[pick]).contiguous(
+            memory_format=self.memory_format
+        )
         size = images.shape[-2:]
         render = render_laplace if a.heatmap == "laplace" else render_gaussian
         real_heat = render(points, cfg.loss.target_scale, tuple(size))
