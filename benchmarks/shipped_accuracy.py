@@ -24,7 +24,7 @@ from laplace_landmarks.evaluation import auc_at, failure_rate, nme_per_face
 from laplace_landmarks.inference import Landmarker
 
 
-def score_model(name: str, samples, flip_test: bool, refine: bool) -> dict:
+def score_model(name: str, samples, flip_test: bool, refine: int) -> dict:
     lm = (
         Landmarker.pretrained(name)
         if not name.endswith((".pt", ".safetensors"))
@@ -72,12 +72,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--flip-test", action="store_true")
     parser.add_argument("--no-refine", action="store_true")
+    parser.add_argument("--refine-passes", type=int, default=1, help="5-point re-crop passes")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     samples = load_dataset("ytf68", args.split).samples[: args.limit]
-    rows = [score_model(m, samples, args.flip_test, not args.no_refine) for m in args.model]
+    passes = 0 if args.no_refine else args.refine_passes
+    rows = [score_model(m, samples, args.flip_test, passes) for m in args.model]
     print(
         "| model | refine | flip | images | detected | NME % (detected) | NME % (all) | "
         "AUC@0.08 | FR@0.08 |"

@@ -27,7 +27,7 @@ def quick_args(tmp: Path, *extra: str) -> list[str]:
 
 
 def test_full_grid_shape(monkeypatch, tmp_path):
-    monkeypatch.setattr(reproduce, "pool_size", lambda folder: 1081)
+    monkeypatch.setattr(reproduce.grid, "pool_size", lambda folder: 1081)
     opts = reproduce.resolve_options(GridOptions(unlabeled=str(tmp_path)))
     assert (opts.seeds, opts.epochs, opts.max_train, opts.d_width) == (3, 200, None, None)
     grid = reproduce.build_grid(opts)
@@ -48,7 +48,7 @@ def test_full_grid_shape(monkeypatch, tmp_path):
 
 
 def test_quick_grid_is_small_and_labelled(monkeypatch, tmp_path):
-    monkeypatch.setattr(reproduce, "pool_size", lambda folder: 1081)
+    monkeypatch.setattr(reproduce.grid, "pool_size", lambda folder: 1081)
     opts = reproduce.resolve_options(GridOptions(quick=True, unlabeled=str(tmp_path)))
     assert (opts.seeds, opts.epochs, opts.max_train, opts.d_width) == (1, 3, 256, 16)
     assert str(opts.out).endswith("reproduce-quick")

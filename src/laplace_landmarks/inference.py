@@ -94,7 +94,8 @@ class Landmarker:
         detector: any callable ``HxWx3 uint8 RGB -> list[Detection]``; default: dlib's HOG
             detector (offline), built on first use.
         refine: re-crop each face by the paper's 5-point rule around the first estimate and
-            predict again. This makes boxes from any detector (or drawn by hand) work.
+            predict again. This makes boxes from any detector (or drawn by hand) work. True is
+            one such pass, False none, an int ``n`` runs ``n`` passes (each from the last).
         flip_test: also predict on the mirrored crops and average, with the mirror permutation
             of ``config.model.num_landmarks`` points (2x the compute).
         threads: torch CPU threads while predicting (restored afterwards); None leaves torch's.
@@ -111,7 +112,7 @@ class Landmarker:
         model: torch.nn.Module,
         config: RunConfig | None = None,
         detector: FaceDetector | None = None,
-        refine: bool = True,
+        refine: bool | int = True,
         flip_test: bool = False,
         threads: int | None = None,
         batch_size: int = 64,
@@ -125,7 +126,9 @@ class Landmarker:
         self.model = model.eval()
         self.config = config or RunConfig()
         self.crop_size = int(self.config.data.size)
-        self.refine, self.flip_test = bool(refine), bool(flip_test)
+        if int(refine) < 0:
+            raise ValueError(f"refine must be a bool or a number of passes >= 0, got {refine}")
+        self.refine, self.flip_test = int(refine), bool(flip_test)
         self.threads, self.batch_size = threads, int(batch_size)
         self.metadata: dict[str, str] = {}
         self.name = "custom"
@@ -192,7 +195,7 @@ class Landmarker:
         crops = [crop_from_detection(box, size=self.crop_size) for box in face_boxes]
         with self._threads():
             points, scale = self._predict_in_image(rgb, crops)
-            if self.refine:
+            for _ in range(int(self.refine)):
                 crops, points, scale = self._refine(rgb, crops, points, scale)
         return [
             Face(points[i], scale[i], tuple(map(float, face_boxes[i])), scores[i], crops[i])
