@@ -176,3 +176,45 @@ def test_evaluate_missing_data_root_is_a_clean_error(trained, tmp_path, capsys):
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and "not found" in err and "Traceback" not in err
+
+
+def test_calibrate_fits_on_train_and_evaluate_agrees(trained, tmp_path, capsys):
+    run, cache = trained
+    out = tmp_path / "calibrated.safetensors"
+    args = ["calibrate", "--checkpoint", str(run / "best.pt"), "--out", str(out),
+            "--data-root", str(YTF68_SLICE), "--json", str(tmp_path / "cal.json")]  # fmt: skip
+    assert main(args) == 0
+    assert "wrote" in capsys.readouterr().out
+    result = json.loads((tmp_path / "cal.json").read_text())
+    fit, check = result["fit_split"], result["check_split"]
+    assert (fit, check) == ("trainval-train", "val")
+    # the mean residual is removed where it was fitted
+    assert result["nme_after"][fit] < result["nme_before"][fit]
+    assert result["offset_length_mean_px"] > 0
+    code = main(
+        ["evaluate", "--checkpoint", str(out), "--data", "ytf68", "--split", "val",
+         "--data-root", str(YTF68_SLICE), "--cache-dir", str(cache), "--threads", "1",
+         "--json", str(tmp_path / "val.json")]
+    )  # fmt: skip
+    assert code == 0
+    val = json.loads((tmp_path / "val.json").read_text())["summary"]
+    # evaluate scores in image pixels, calibrate in crop pixels: equal for similarity crops
+    assert val["nme_percent"]["inter-ocular"] == pytest.approx(result["nme_after"][check], abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--fit-split", "test"], "test split is for scoring only"),
+        (["--out-suffix", ".pt"], "must end in .safetensors"),
+    ],
+)
+def test_calibrate_bad_input_is_a_clean_error(trained, tmp_path, capsys, extra, message):
+    run, _ = trained
+    out = tmp_path / ("w.pt" if "--out-suffix" in extra else "w.safetensors")
+    extra = [] if "--out-suffix" in extra else extra
+    args = ["calibrate", "--checkpoint", str(run / "best.pt"), "--out", str(out),
+            "--data-root", str(YTF68_SLICE), *extra]  # fmt: skip
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -23,6 +23,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("reproduce", "reproduce"),
     ("data", "data"),
     ("export", "export"),
+    ("calibrate", "calibrate"),
     ("bench", "bench"),
 ]
 

@@ -12,11 +12,24 @@ from laplace_landmarks.heatmaps import laplace_scale, softargmax, spatial_softma
 from laplace_landmarks.models import normalize_input
 
 
-def decode_logits(logits: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
-    """``(B, K, H, W)`` logits -> softargmax means ``(B, K, 2)`` and Laplace scales ``(B, K, 2)``."""
+def decode_logits(
+    logits: Tensor, temperature: float = 1.0, offset: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
+    """``(B, K, H, W)`` logits -> softargmax means ``(B, K, 2)`` and Laplace scales ``(B, K, 2)``.
+
+    ``offset`` (K, 2), if given, is added to the means after the scale is measured (the model's
+    fitted ``point_offset``, see ``calibration.py``); the scale is the heatmap's own.
+    """
     probs = spatial_softmax(logits, temperature)
     mean = softargmax(probs)
-    return mean, laplace_scale(probs, mean)
+    scale = laplace_scale(probs, mean)
+    return (mean if offset is None else mean + offset), scale
+
+
+def point_offset(model: torch.nn.Module) -> Tensor | None:
+    """The model's fitted ``point_offset`` buffer, or None when it has none."""
+    offset = getattr(model, "point_offset", None)
+    return offset if isinstance(offset, Tensor) else None
 
 
 @torch.inference_mode()
@@ -30,7 +43,7 @@ def predict_crops(
     try:
         for start in range(0, len(crops), batch_size):
             logits = model(normalize_input(crops[start : start + batch_size]))
-            mean, scale = decode_logits(logits.float(), temperature)
+            mean, scale = decode_logits(logits.float(), temperature, point_offset(model))
             means.append(mean)
             scales.append(scale)
     finally:

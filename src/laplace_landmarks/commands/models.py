@@ -45,13 +45,15 @@ def describe_model(entry: dict[str, Any]) -> str:
 
 
 def _parameter_count(path: Path) -> int:
-    """Scalar count of the tensors in a safetensors file, read from its header only."""
+    """Parameter count of a safetensors file (buffers such as ``point_offset`` excluded)."""
     from safetensors import safe_open
 
     try:
         with safe_open(str(path), framework="pt") as handle:
             total = 0
             for name in handle.keys():
+                if name.endswith("point_offset"):
+                    continue
                 total += int(_numel(handle.get_slice(name).get_shape()))
             return total
     except Exception as exc:  # a corrupt file is reported, not a traceback

@@ -128,6 +128,10 @@ class RCN(nn.Module):
         self.decoder = nn.ModuleList(nn.Conv2d(2 * c, c, 5, padding=2) for _ in range(NUM_SCALES))
         self.head = nn.Conv2d(c, config.num_landmarks, 1)
         self.dropout = nn.Dropout(config.dropout)
+        # (K, 2) crop-pixel shift added to the decoded means (see calibration.py); zero unless
+        # fitted after training. Files written before it existed load with zeros.
+        self.register_buffer("point_offset", torch.zeros(config.num_landmarks, 2))
+        self.register_load_state_dict_pre_hook(_default_point_offset)
 
     def _activate(self, x: torch.Tensor, use_dropout: bool = True) -> torch.Tensor:
         x = F.leaky_relu(x, 0.2)
@@ -165,3 +169,8 @@ class RCN(nn.Module):
 def rcn(**kwargs: Any) -> RCN:
     """Factory for :class:`RCN`; keyword arguments are :class:`RCNConfig` fields."""
     return RCN(config_from_kwargs(RCNConfig, kwargs))
+
+
+def _default_point_offset(module, state_dict, prefix, *_args) -> None:
+    """Weights saved before ``point_offset`` existed load with a zero offset."""
+    state_dict.setdefault(prefix + "point_offset", torch.zeros_like(module.point_offset))
