@@ -84,6 +84,16 @@ def test_json_to_stdout_matches_the_schema(capsys):
     assert "predict:" not in err  # no progress bar for a single image
 
 
+def test_flip_test_averages_with_the_mirror(capsys):
+    plain = json.loads(run(capsys, EMMY)[1])["images"][0]["faces"][0]
+    code, out, _ = run(capsys, EMMY, "--flip-test")
+    assert code == 0
+    flipped = json.loads(out)["images"][0]["faces"][0]
+    shift = np.abs(np.subtract(flipped["points"], plain["points"]))
+    # a different estimate of the same face: moved, but by less than a few pixels
+    assert 0 < shift.mean() < 3
+
+
 def test_pts_csv_and_draw_write_their_files(capsys, tmp_path):
     out = tmp_path / "out"
     code, _, _ = run(capsys, EMMY, TAKEO, "--format", "pts", "--draw", "--out", out)
