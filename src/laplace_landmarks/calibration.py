@@ -1,7 +1,7 @@
 """Post-training point calibration: a per-landmark shift of the decoded means, fitted on train.
 
 Trained heatmap models carry a small systematic offset per landmark. On ytf68 the shipped
-flip-augmented models put every point about 0.6 crop px to the left of its label *on their own
+flip-augmented models put the points about 0.5 crop px to the left of their labels *on their own
 training faces*: flip augmentation forces a left-right symmetric model, while the labels (made by an
 automatic detector, see ``../shared/data/README.md``) are not symmetric. A constant ``(K, 2)``
 shift, the mean residual ``label - prediction`` over the training crops, removes it. It is stored in
