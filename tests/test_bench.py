@@ -50,7 +50,7 @@ def test_table_has_every_column(result):
     for line in body:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         assert len(cells) == len(bench.COLUMNS) and all(cells)
-        assert cells[0] == "1/16" and cells[4] == "4,132"
+        assert cells[:2] == ["rcn", "1/16"] and cells[5] == "4,132"
     assert "peak" in lines[0] and "GFLOP/s" in lines[0]
 
 
@@ -78,4 +78,12 @@ def test_cli_prints_table(capsys):
     code = main(["bench", "--widths", "1/16", "--backends", "torch", "--repeats", "1"])
     out = capsys.readouterr().out
     assert code == 0
-    assert "| 1/16 | torch | random | 1 | 4,132 |" in out
+    assert "| rcn | 1/16 | torch | random | 1 | 4,132 |" in out
+
+
+def test_cli_benches_rcn_lite(capsys):
+    code = main(["bench", "--arch", "rcn-lite", "--widths", "1/16", "--backends", "torch",
+                 "--repeats", "1", "--json"])  # fmt: skip
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert code == 0 and [(r["arch"], r["batch"]) for r in rows] == [("rcn-lite", 1)]
+    assert rows[0]["mflop_per_face"] < 19.1 / 4  # the RCN at 1/16 needs 19.1

@@ -19,9 +19,14 @@ from laplace_landmarks.models import (
 WIDTHS = [1.0, 1 / 2, 1 / 4, 1 / 8, 1 / 16]
 
 # (name, kwargs, input shape, expected output shape) for every registered model.
-CASES = [
-    ("rcn", {"width": w, "num_landmarks": 68}, (2, 3, 32, 32), (2, 68, 32, 32)) for w in WIDTHS
-] + [("patchgan", {"in_channels": 3 + 5, "base_width": 8}, (2, 8, 32, 32), (2, 1, 3, 3))]
+CASES = (
+    [("rcn", {"width": w, "num_landmarks": 68}, (2, 3, 32, 32), (2, 68, 32, 32)) for w in WIDTHS]
+    + [
+        ("rcn-lite", {"width": w, "num_landmarks": 68}, (2, 3, 32, 32), (2, 68, 16, 16))
+        for w in (1 / 4, 1 / 8)
+    ]
+    + [("patchgan", {"in_channels": 3 + 5, "base_width": 8}, (2, 8, 32, 32), (2, 1, 3, 3))]
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -32,7 +37,7 @@ def _case_id(case: tuple) -> str:
 
 
 def test_every_registered_model_has_a_case() -> None:
-    assert list_models() == ["patchgan", "rcn"]
+    assert list_models() == ["patchgan", "rcn", "rcn-lite"]
     assert {case[0] for case in CASES} == set(list_models())
 
 
@@ -151,7 +156,7 @@ def test_patchgan_bad_config_and_input() -> None:
 
 
 def test_unknown_model_name_lists_choices() -> None:
-    with pytest.raises(ValueError, match=r"\['patchgan', 'rcn'\]"):
+    with pytest.raises(ValueError, match=r"\['patchgan', 'rcn', 'rcn-lite'\]"):
         create_model("resnet")
 
 
@@ -172,3 +177,20 @@ def test_normalize_input_maps_uint8_and_unit_floats_to_minus_one_one() -> None:
         normalize_input(torch.full((1, 3, 2, 2), 200.0))
     with pytest.raises(ValueError, match="images"):
         normalize_input(torch.zeros(3, 2, 2))
+
+
+def test_rcn_lite_is_stride_2_and_five_times_cheaper_than_rcn() -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    lite, rcn = create_model("rcn-lite", width=1 / 8).eval(), create_model("rcn", width=1 / 8)
+    assert lite.config.output_stride == 2 and not hasattr(rcn.config, "output_stride")
+    flops = []
+    for model in (lite, rcn.eval()):
+        with FlopCounterMode(display=False) as counter, torch.inference_mode():
+            out = model(torch.zeros(1, 3, 80, 80))
+        flops.append(counter.get_total_flops())
+    assert out.shape == (1, 68, 80, 80)
+    assert flops[0] * 5 < flops[1]  # 12.6 against 66.6 MFLOP per face
+    assert lite(torch.zeros(1, 3, 80, 80)).shape == (1, 68, 40, 40)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        lite(torch.zeros(1, 3, 72, 72))

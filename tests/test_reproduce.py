@@ -114,3 +114,48 @@ def test_reproduce_rejects_nonpositive_counts(tmp_path, capsys, flag, value):
     args = [*quick_args(tmp_path), flag, value]  # the last occurrence of a flag wins
     assert main(args) == 2
     assert "must be >= 1" in capsys.readouterr().err
+
+
+def test_small_grid_is_the_quick_shape_on_all_faces_with_three_seeds(monkeypatch, tmp_path):
+    monkeypatch.setattr(reproduce.grid, "pool_size", lambda folder: 1081)
+    opts = reproduce.resolve_options(GridOptions(small=True, unlabeled=str(tmp_path)))
+    assert (opts.seeds, opts.epochs, opts.max_train, opts.d_width, opts.d_every) == (
+        3, 5, None, 16, 4,
+    )  # fmt: skip
+    assert str(opts.out).endswith("reproduce-small")
+    grid = reproduce.build_grid(opts)
+    assert len({s.name for specs in grid.values() for s in specs}) == 33
+    spec = next(s for s in grid["table2"] if s.adversarial)
+    config = spec.config(opts)
+    assert config.adversarial.every == 4 and config.adversarial.batch_size == 16
+    assert "adversarial.every=4" in spec.command(opts)
+    with pytest.raises(reproduce.grid.LandmarksError, match="pick one"):
+        reproduce.resolve_options(GridOptions(quick=True, small=True, unlabeled=str(tmp_path)))
+
+
+def test_shards_split_the_grid_and_write_no_page(monkeypatch, tmp_path):
+    monkeypatch.setattr(reproduce.grid, "pool_size", lambda folder: 1081)
+    trained: list[list[str]] = []
+    monkeypatch.setattr(
+        reproduce.grid, "train_run", lambda spec, opts, cache: trained[-1].append(spec.name)
+    )
+    fake = {"summary": {"nme_percent": {"inter-ocular": 1.0}}}
+    monkeypatch.setattr(reproduce.grid, "evaluate_run", lambda spec, opts, cache: fake)
+    for k in (1, 2, 3):
+        trained.append([])
+        opts = GridOptions(quick=True, unlabeled=str(tmp_path), shard=(k, 3), cache_dir="x")
+        data = reproduce.run_grid(opts)
+        assert data["bench"] == {} and len(data["results"]) == len(trained[-1])
+    everything = {s.name for specs in reproduce.build_grid(
+        reproduce.resolve_options(GridOptions(quick=True, unlabeled=str(tmp_path)))
+    ).values() for s in specs}  # fmt: skip
+    assert sorted(sum(trained, [])) == sorted(everything)  # each run in exactly one shard
+    assert [len(t) for t in trained] == [4, 4, 3]
+
+
+@pytest.mark.parametrize("value", ["3/2", "0/2", "a/b", "2"])
+def test_bad_shard_is_refused(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*quick_args(tmp_path), "--shard", value])
+    assert exit_info.value.code == 2
+    assert "K/N" in capsys.readouterr().err

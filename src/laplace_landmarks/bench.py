@@ -44,6 +44,7 @@ BACKENDS = ("torch", "torch-batched", "onnx", "onnx-int8")
 DEFAULT_WIDTHS = (1.0, 0.5, 0.25, 0.125, 0.0625)
 DEFAULT_IMAGE = "lfw_Naomi_Watts0.jpg"  # a bundled 250x250 LFW photo with one face
 COLUMNS = (
+    "arch",
     "width",
     "backend",
     "weights",
@@ -65,6 +66,7 @@ class BenchRow:
     width: float
     backend: str
     weights: str
+    arch: str
     batch: int
     params: int
     storage_mb: float
@@ -77,6 +79,7 @@ class BenchRow:
 
     def cells(self, peak_gflops: float) -> list[str]:
         return [
+            self.arch,
             str(Fraction(self.width).limit_denominator(64)),
             self.backend,
             self.weights,
@@ -139,17 +142,19 @@ def sample_image(name: str | Path | None = None) -> Path:
     return Path(str(resources.files("laplace_landmarks") / "samples")) / (name or DEFAULT_IMAGE)
 
 
-def model_for_width(width: float) -> tuple[torch.nn.Module, Any, str]:
-    """(generator, RunConfig, weights label): the shipped model of that width, else random init."""
+def model_for_width(width: float, arch: str = "rcn") -> tuple[torch.nn.Module, Any, str]:
+    """(generator, RunConfig, weights label): the shipped ``arch`` model of that width, else a
+    randomly initialised one (index entries without ``arch`` are ``rcn``)."""
     from laplace_landmarks.checkpoints import build_generator, load_generator
     from laplace_landmarks.config import ModelConfig, RunConfig
     from laplace_landmarks.weights import list_pretrained
 
     for entry in list_pretrained():
-        if abs(float(entry["width"]) - width) < 1e-9 and entry["path"].is_file():
+        same_arch = entry.get("arch", "rcn") == arch
+        if same_arch and abs(float(entry["width"]) - width) < 1e-9 and entry["path"].is_file():
             model, config, _ = load_generator(entry["path"])
             return model, config, entry["name"]
-    config = dataclasses.replace(RunConfig(), model=ModelConfig(width=width))
+    config = dataclasses.replace(RunConfig(), model=ModelConfig(name=arch, width=width))
     torch.manual_seed(0)
     return build_generator(config).eval(), config, "random"
 
@@ -161,6 +166,7 @@ def run_bench(
     image: str | Path | None = None,
     batch_size: int = 64,
     budget_s: float = 5.0,
+    arch: str = "rcn",
 ) -> tuple[list[BenchRow], float]:
     """Measure every width x backend on one thread; returns the rows and the peak GFLOP/s."""
     unknown = sorted(set(backends) - set(BACKENDS))
@@ -181,26 +187,31 @@ def run_bench(
     try:
         with tempfile.TemporaryDirectory() as scratch:
             for width in widths:
-                rows += _bench_width(width, backends, crops, batch, photo, Path(scratch), repeats)
+                rows += _bench_width(
+                    width, backends, crops, batch, photo, Path(scratch), repeats, arch
+                )
         peak = max(peak, measure_peak_gflops())  # again at the end: load may have changed
     finally:
         torch.set_num_threads(previous)
     return rows, peak
 
 
-def _bench_width(width, backends, crops, batch, photo, scratch, repeats) -> list[BenchRow]:
+def _bench_width(
+    width, backends, crops, batch, photo, scratch, repeats, arch="rcn"
+) -> list[BenchRow]:
     from laplace_landmarks.decoding import predict_crops
     from laplace_landmarks.inference import Landmarker
 
-    model, config, weights = model_for_width(width)
+    model, config, weights = model_for_width(width, arch)
     base = {
+        "arch": arch,
         "width": width,
         "weights": weights,
         "params": count_parameters(model),
         "storage_mb": storage_mb(model),
         "mflop_per_face": flops_per_face(model) / 1e6,
     }
-    onnx_files = _onnx_files(model, backends, crops, scratch / f"w{width:g}")
+    onnx_files = _onnx_files(model, backends, crops, scratch / f"{arch}-w{width:g}")
     rows, frames_cache = [], {}
     one = crops[:1].contiguous()
     for backend in backends:

@@ -17,6 +17,7 @@ from typing import Any
 from laplace_landmarks.errors import LandmarksError
 
 LOSS_KINDS = ("softargmax", "laplacekl", "gaussiankl")
+GENERATORS = ("rcn", "rcn-lite")  # model.name: the paper's RCN, or its output-stride-2 variant
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ def validate(config: RunConfig) -> None:
     _require(config.loss.kind in LOSS_KINDS, f"loss.kind must be one of {LOSS_KINDS}")
     _require(config.loss.direction in ("forward", "reverse"), "loss.direction: forward|reverse")
     _require(config.loss.target_scale > 0, "loss.target_scale must be > 0")
+    _require(config.model.name in GENERATORS, f"model.name must be one of {GENERATORS}")
     _require(config.model.width > 0, "model.width must be > 0")
     _require(config.train.epochs >= 1, "train.epochs must be >= 1")
     _require(config.train.batch_size >= 1, "train.batch_size must be >= 1")

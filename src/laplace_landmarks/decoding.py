@@ -1,6 +1,8 @@
 """From a generator's logits to points and scales, in crop pixels.
 
-Points are (x, y), 0-based, with pixel centres at integers.
+Points are (x, y), 0-based, with pixel centres at integers. A model whose config has an
+``output_stride`` s > 1 (``rcn-lite``: 2) emits heatmaps s times coarser than its input; its
+means and scales are mapped back to crop pixels here (see ``heatmaps.to_heatmap_units``).
 """
 
 from __future__ import annotations
@@ -8,14 +10,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from laplace_landmarks.heatmaps import laplace_scale, softargmax, spatial_softmax
+from laplace_landmarks.heatmaps import laplace_scale, softargmax, spatial_softmax, to_crop_units
 from laplace_landmarks.models import normalize_input
 
 
 def decode_logits(
-    logits: Tensor, temperature: float = 1.0, offset: Tensor | None = None
+    logits: Tensor, temperature: float = 1.0, offset: Tensor | None = None, stride: int = 1
 ) -> tuple[Tensor, Tensor]:
-    """``(B, K, H, W)`` logits -> softargmax means ``(B, K, 2)`` and Laplace scales ``(B, K, 2)``.
+    """``(B, K, H, W)`` logits -> softargmax means ``(B, K, 2)`` and Laplace scales ``(B, K, 2)``,
+    in crop pixels (heatmap pixels times ``stride``).
 
     ``offset`` (K, 2), if given, is added to the means after the scale is measured (the model's
     fitted ``point_offset``, see ``calibration.py``); the scale is the heatmap's own.
@@ -23,7 +26,15 @@ def decode_logits(
     probs = spatial_softmax(logits, temperature)
     mean = softargmax(probs)
     scale = laplace_scale(probs, mean)
+    if stride != 1:
+        mean, scale = to_crop_units(mean, stride), scale * stride
     return (mean if offset is None else mean + offset), scale
+
+
+def output_stride(model: torch.nn.Module) -> int:
+    """Crop pixels per heatmap pixel of ``model`` (1 unless its config says otherwise)."""
+    module = getattr(model, "module", model)  # DistributedDataParallel wraps the model
+    return int(getattr(getattr(module, "config", None), "output_stride", 1))
 
 
 def point_offset(model: torch.nn.Module) -> Tensor | None:
@@ -43,7 +54,9 @@ def predict_crops(
     try:
         for start in range(0, len(crops), batch_size):
             logits = model(normalize_input(crops[start : start + batch_size]))
-            mean, scale = decode_logits(logits.float(), temperature, point_offset(model))
+            mean, scale = decode_logits(
+                logits.float(), temperature, point_offset(model), output_stride(model)
+            )
             means.append(mean)
             scales.append(scale)
     finally:

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from laplace_landmarks.decoding import decode_logits, point_offset
+from laplace_landmarks.decoding import decode_logits, output_stride, point_offset
 from laplace_landmarks.errors import LandmarksError
 
 EXPORT_VERSION = 1  # bump when the exported graph changes (invalidates the on-the-fly cache)
@@ -77,7 +77,8 @@ class CropsToLandmarks(nn.Module):
     def forward(self, crops: Tensor) -> tuple[Tensor, Tensor]:
         scaled = crops.to(torch.float32) / 255.0 if self.input_dtype == "uint8" else crops
         logits = self.model((scaled - 0.5) / 0.5)
-        return decode_logits(logits.float(), self.temperature, point_offset(self.model))
+        offset, stride = point_offset(self.model), output_stride(self.model)
+        return decode_logits(logits.float(), self.temperature, offset, stride)
 
 
 def _atomic_target(path: Path) -> Path:

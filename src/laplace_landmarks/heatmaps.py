@@ -26,6 +26,24 @@ def _grids(height: int, width: int, like: Tensor) -> tuple[Tensor, Tensor]:
     return xs, ys
 
 
+def to_heatmap_units(points: Tensor, stride: int) -> Tensor:
+    """Crop pixels -> pixels of a heatmap ``stride`` times coarser than the crop.
+
+    Heatmap pixel ``j`` covers crop pixels ``stride*j .. stride*j + stride - 1``, so its centre
+    is crop pixel ``stride*j + (stride - 1) / 2``. Stride 1 is the identity.
+
+    Example:
+        >>> to_heatmap_units(torch.tensor([[0.5, 2.5]]), 2)
+        tensor([[0., 1.]])
+    """
+    return points if stride == 1 else (points - (stride - 1) / 2) / stride
+
+
+def to_crop_units(points: Tensor, stride: int) -> Tensor:
+    """Inverse of :func:`to_heatmap_units` (scales multiply by ``stride`` alone)."""
+    return points if stride == 1 else points * stride + (stride - 1) / 2
+
+
 def spatial_softmax(logits: Tensor, temperature: float = 1.0) -> Tensor:
     """Softmax over all H*W pixels of each channel: ``(B, K, H, W)`` -> same, each sums to 1."""
     check_tensor(logits, "logits", ndim=4)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 from torch import Tensor
 
 from laplace_landmarks.atomic import atomic_path, atomic_torch_save
@@ -36,10 +37,15 @@ from laplace_landmarks.data.cache import CropCache, build_crop_cache
 from laplace_landmarks.data.datasets import load_dataset
 from laplace_landmarks.data.markups import MIRROR_PERMUTATIONS
 from laplace_landmarks.data.transforms import color_jitter, hflip, random_similarity
-from laplace_landmarks.decoding import predict_crops
+from laplace_landmarks.decoding import output_stride, predict_crops
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.evaluation import nme_per_face
-from laplace_landmarks.heatmaps import render_gaussian, render_laplace, spatial_softmax
+from laplace_landmarks.heatmaps import (
+    render_gaussian,
+    render_laplace,
+    spatial_softmax,
+    to_heatmap_units,
+)
 from laplace_landmarks.losses import (
     discriminator_loss,
     gaussian_kl_loss,
@@ -89,22 +95,30 @@ def prepare_data(config: RunConfig, cache_dir: Path, progress: bool = True) -> T
 
 
 def supervised_loss(
-    logits: Tensor, points: Tensor, visibility: Tensor, config: RunConfig
+    logits: Tensor, points: Tensor, visibility: Tensor, config: RunConfig, stride: int = 1
 ) -> Tensor:
+    """The configured loss; ``points`` and ``target_scale`` are in crop pixels.
+
+    For a model with output stride s > 1 the targets move to heatmap pixels (the KL losses are
+    unchanged by that common rescaling) and the softargmax distance is scaled back to crop pixels.
+    """
     loss = config.loss
+    target, scale = to_heatmap_units(points, stride), loss.target_scale / stride
     if loss.kind == "softargmax":
-        return softargmax_loss(logits, points, visibility, loss.norm, loss.temperature)
+        distance = softargmax_loss(logits, target, visibility, loss.norm, loss.temperature)
+        return distance * (stride**2 if loss.norm == "sql2" else stride)
     if loss.kind == "laplacekl":
-        return laplace_kl_loss(
-            logits, points, loss.target_scale, visibility, loss.direction, loss.temperature
-        )
-    return gaussian_kl_loss(
-        logits, points, loss.target_scale**2, visibility, loss.direction, loss.temperature
-    )
+        return laplace_kl_loss(logits, target, scale, visibility, loss.direction, loss.temperature)
+    return gaussian_kl_loss(logits, target, scale**2, visibility, loss.direction, loss.temperature)
 
 
 def discriminator_input(images: Tensor, heatmaps: Tensor) -> Tensor:
-    """Image in [-1, 1] stacked with heatmaps scaled so each channel's peak is 1."""
+    """Image in [-1, 1] stacked with heatmaps scaled so each channel's peak is 1.
+
+    Heatmaps coarser than the image (output stride > 1) get the image average-pooled to their size.
+    """
+    if images.shape[-2:] != heatmaps.shape[-2:]:
+        images = F.adaptive_avg_pool2d(images, heatmaps.shape[-2:])
     peak = heatmaps.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
     return torch.cat([images, heatmaps / peak], dim=1)
 
@@ -167,6 +181,7 @@ class Trainer:
         _check_batch(len(self.data.train), config.train.batch_size, self.world)
         torch.manual_seed(config.train.seed)
         self.model = build_generator(config)
+        self.stride = output_stride(self.model)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
         )
@@ -307,7 +322,7 @@ class Trainer:
     ) -> dict:
         cfg = self.config
         if not adversarial:
-            loss = supervised_loss(self.g_step(images), points, vis, cfg)
+            loss = supervised_loss(self.g_step(images), points, vis, cfg, self.stride)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
@@ -324,9 +339,10 @@ class Trainer:
         unl = normalize_input(self.data.unlabeled.images[pick]).contiguous(
             memory_format=self.memory_format
         )
-        size = images.shape[-2:]
+        stride = self.stride
+        size = (images.shape[-2] // stride, images.shape[-1] // stride)
         render = render_laplace if a.heatmap == "laplace" else render_gaussian
-        real_heat = render(points, cfg.loss.target_scale, tuple(size))
+        real_heat = render(to_heatmap_units(points, stride), cfg.loss.target_scale / stride, size)
         with torch.no_grad():
             fake_heat = spatial_softmax(self.model(unl), cfg.loss.temperature)
         # D step: real (x_l, ω(y_l)) -> 1, fake (x_u, P(G(x_u))) -> 0, in one forward
@@ -342,7 +358,7 @@ class Trainer:
         d_acc = 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())
         # G step: supervised loss + λ · non-saturating adversarial loss on unlabelled faces
         logits = self.g_step(torch.cat([images, unl]))
-        sup = supervised_loss(logits[: len(images)], points, vis, cfg)
+        sup = supervised_loss(logits[: len(images)], points, vis, cfg, self.stride)
         fake = discriminator_input(
             unl, spatial_softmax(logits[len(images) :], cfg.loss.temperature)
         )

@@ -30,6 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="torch,torch-batched,onnx,onnx-int8",
         help="comma-separated subset of torch,torch-batched,onnx,onnx-int8",
     )
+    parser.add_argument(
+        "--arch",
+        choices=("rcn", "rcn-lite"),
+        default="rcn",
+        help="generator: the paper's RCN (default) or rcn-lite (output stride 2)",
+    )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
     parser.add_argument("--batch-size", type=int, default=64, help="faces per torch-batched call")
     parser.add_argument(
@@ -70,6 +76,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         image=args.image,
         batch_size=args.batch_size,
+        arch=args.arch,
     )
     if args.json:
         print(json.dumps(bench.rows_to_json(rows, peak), indent=1))

@@ -9,6 +9,12 @@ The full grid is large: 81 runs of 200 epochs at 3 seeds. On a 2-core CPU it doe
 adversarial step with the paper's discriminator, base width 64, takes seconds on one thread);
 run it on a bigger machine, or cut it with --seeds / --epochs, which the page records.
 
+--small is what fits 2 CPU cores in about two hours: the quick grid's shape (Table 2 at width
+1/8 with N in {0, all}; widths 1/16 and 1/8; b_t in {0.5, 1, 2}) on every training face, with 3
+seeds and 5 epochs, the quick discriminator, and the adversarial step on every 4th batch
+(the paper's alternation runs it on every batch, which costs 5x a supervised step here). --shard K/N trains and scores only every N-th run
+from the K-th, so N processes can share a grid; run once more without --shard to write the page.
+
 --quick is a smoke run: 1 seed, width 1/8, 3 epochs, 256 training faces, and a discriminator of
 base width 16 fed 16 unlabelled faces per step instead of the recipes' 64 and 32. About 10
 minutes on 2 busy cores. It writes its own section of the page, labelled as quick.
@@ -28,6 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="tiny smoke grid (~10 min on 2 cores)")
+    p.add_argument(
+        "--small",
+        action="store_true",
+        help="3 seeds x 5 epochs at widths 1/16, 1/8 (~2 h on 2 cores)",
+    )
+    p.add_argument(
+        "--shard", type=_shard, metavar="K/N", help="train only runs K, K+N, K+2N, ... (1-based)"
+    )
     p.add_argument("--out", help="runs folder (default runs/reproduce or runs/reproduce-quick)")
     p.add_argument("--results", default="docs/results.md", help="markdown page to update")
     p.add_argument("--seeds", type=int, help="seeds per config (default 3; quick 1)")
@@ -41,8 +55,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bench-seconds", type=float, help="time budget per width for the fps column")
     p.add_argument("--d-width", type=int, help="discriminator base width (64; quick 16)")
     p.add_argument("--d-batch-size", type=int, help="unlabelled faces per step (32; quick 16)")
+    p.add_argument(
+        "--d-every", type=int, help="adversarial step on every n-th batch (recipes 1; small 4)"
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N such as 1/2, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, got {text!r}")
+    return k, n
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -59,6 +86,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 FLAGS = (
     "quick",
+    "small",
     "out",
     "results",
     "seeds",
@@ -72,6 +100,7 @@ FLAGS = (
     "bench_seconds",
     "d_width",
     "d_batch_size",
+    "d_every",
 )
 
 
@@ -82,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
 
     options = GridOptions(
         quick=args.quick,
+        small=args.small,
+        shard=args.shard,
         out=Path(args.out) if args.out else None,
         results=Path(args.results),
         seeds=args.seeds,
@@ -96,9 +127,14 @@ def run(args: argparse.Namespace) -> int:
         bench_seconds=args.bench_seconds,
         d_width=args.d_width,
         d_batch_size=args.d_batch_size,
+        d_every=args.d_every,
         command=command_line(args),
     )
     data = run_grid(options)
+    if options.shard is not None:
+        k, n = options.shard
+        print(f"shard {k}/{n}: {len(data['results'])} runs done under {data['options'].out}")
+        return 0
     path = write_results(data)
     print(f"wrote {path} ({len(data['results'])} runs under {data['options'].out})")
     return 0

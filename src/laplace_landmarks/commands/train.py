@@ -20,6 +20,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="paper-laplacekl",
         help=f"recipe name ({', '.join(list_recipes())}) or a .toml file",
     )
+    p.add_argument(
+        "--arch",
+        choices=("rcn", "rcn-lite"),
+        help="generator: the paper's RCN, or rcn-lite (heatmaps at half resolution, ~5x cheaper)",
+    )
     p.add_argument("--width", type=float, help="width multiplier (1, 0.5, 0.25, 0.125, 0.0625)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -47,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 OVERRIDES = {
+    "arch": "model.name",
     "width": "model.width",
     "epochs": "train.epochs",
     "batch_size": "train.batch_size",

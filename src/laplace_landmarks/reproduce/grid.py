@@ -26,9 +26,16 @@ IGNORED_FIELDS = {("train", "epochs"), ("train", "threads"), ("data", "cache_dir
 
 @dataclass(frozen=True)
 class GridOptions:
-    """What to run. ``None`` fields take the full or quick defaults (see `resolve_options`)."""
+    """What to run. ``None`` fields take the preset's defaults (see `resolve_options`).
+
+    ``quick`` and ``small`` pick a preset (at most one; neither = the full grid). ``shard``
+    ``(k, n)`` trains and scores only every n-th run starting at the k-th (1-based), so n
+    processes or machines can share a grid; a later call without it writes the page.
+    """
 
     quick: bool = False
+    small: bool = False
+    shard: tuple[int, int] | None = None
     out: Path | None = None
     results: Path = Path("docs/results.md")
     seeds: int | None = None
@@ -43,28 +50,55 @@ class GridOptions:
     bench_seconds: float | None = None
     d_width: int | None = None  # D's base width (recipes: 64; quick: 16)
     d_batch_size: int | None = None  # unlabelled faces per step (recipes: 32; quick: 16)
+    d_every: int | None = None  # D step on every n-th batch (recipes: 1; small: 4)
     command: str = "laplace-landmarks reproduce"
 
 
-def resolve_options(opts: GridOptions) -> GridOptions:
-    """Fill the quick or full defaults and check the values."""
-    quick = opts.quick
+def preset(opts: GridOptions) -> str:
+    """``"quick"``, ``"small"`` or ``"full"``."""
+    return "quick" if opts.quick else "small" if opts.small else "full"
 
-    def pick(value: Any, quick_default: Any, full_default: Any) -> Any:
-        return value if value is not None else (quick_default if quick else full_default)
+
+# Defaults per preset: quick (a smoke run), small (what 2 CPU cores finish in about 2 hours:
+# the quick grid's shape on every training face, 3 seeds, 5 epochs) and full (the paper's).
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "out": {
+        "quick": "runs/reproduce-quick",
+        "small": "runs/reproduce-small",
+        "full": "runs/reproduce",
+    },
+    "seeds": {"quick": 1, "small": 3, "full": 3},
+    "epochs": {"quick": 3, "small": 5, "full": 200},
+    "max_train": {"quick": 256, "small": None, "full": None},
+    "bench_seconds": {"quick": 1.0, "small": 2.0, "full": 5.0},
+    "d_width": {"quick": 16, "small": 16, "full": None},
+    "d_batch_size": {"quick": 16, "small": 16, "full": None},
+    "d_every": {"quick": None, "small": 4, "full": None},
+}
+
+
+def resolve_options(opts: GridOptions) -> GridOptions:
+    """Fill the preset's defaults and check the values."""
+    if opts.quick and opts.small:
+        raise LandmarksError("--quick and --small are different presets; pick one")
+    kind = preset(opts)
+
+    def pick(name: str) -> Any:
+        value = getattr(opts, name)
+        return value if value is not None else PRESET_DEFAULTS[name][kind]
 
     filled = dataclasses.replace(
         opts,
-        out=Path(pick(opts.out, "runs/reproduce-quick", "runs/reproduce")),
-        seeds=pick(opts.seeds, 1, 3),
-        epochs=pick(opts.epochs, 3, 200),
-        max_train=pick(opts.max_train, 256, None),
-        bench_seconds=pick(opts.bench_seconds, 1.0, 5.0),
-        d_width=pick(opts.d_width, 16, None),
-        d_batch_size=pick(opts.d_batch_size, 16, None),
+        **{name: pick(name) for name in PRESET_DEFAULTS},
         unlabeled=str(opts.unlabeled or _default_unlabeled(opts.data_root)),
     )
+    filled = dataclasses.replace(filled, out=Path(filled.out))
+    if filled.shard is not None:
+        k, n = filled.shard
+        if not 1 <= k <= n:
+            raise LandmarksError(f"--shard must be K/N with 1 <= K <= N, got {k}/{n}")
     names = ("seeds", "epochs", "threads", "batch_size", "max_train", "d_width", "d_batch_size")
+    names += ("d_every",)
     for name in names:
         value = getattr(filled, name)
         if value is not None and value < 1:
@@ -137,7 +171,11 @@ class RunSpec:
         """D settings that have no train flag (set in the config; shown in the command)."""
         if not self.adversarial:
             return {}
-        d = {"adversarial.base_width": opts.d_width, "adversarial.batch_size": opts.d_batch_size}
+        d = {
+            "adversarial.base_width": opts.d_width,
+            "adversarial.batch_size": opts.d_batch_size,
+            "adversarial.every": opts.d_every,
+        }
         return {k: v for k, v in d.items() if v is not None}
 
     def config(self, opts: GridOptions) -> RunConfig:
@@ -173,11 +211,12 @@ def build_grid(opts: GridOptions) -> dict[str, list[RunSpec]]:
     """The runs of each table, keyed ``table2``, ``table3``, ``fig4`` (runs may be shared)."""
     seeds = range(opts.seeds)
     pool = pool_size(opts.unlabeled)
-    width = 1 / 8 if opts.quick else 1 / 4
-    wanted_n = (0, None) if opts.quick else FULL_N
+    full = preset(opts) == "full"
+    width = 1 / 4 if full else 1 / 8
+    wanted_n = FULL_N if full else (0, None)
     ns = list(dict.fromkeys(None if n and n >= pool else n for n in wanted_n))
-    widths = (1 / 16, 1 / 8) if opts.quick else FULL_WIDTHS
-    scales = (0.5, 1.0, 2.0) if opts.quick else TARGET_SCALES
+    widths = FULL_WIDTHS if full else (1 / 16, 1 / 8)
+    scales = TARGET_SCALES if full else (0.5, 1.0, 2.0)
     table3 = [("softargmax", 0), ("laplacekl", 0), ("laplacekl", None)]
     return {
         "table2": [RunSpec(lo, width, n, 1.0, s) for lo in LOSSES for n in ns for s in seeds],
@@ -300,6 +339,9 @@ def run_grid(opts: GridOptions) -> dict[str, Any]:
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
     grid = build_grid(opts)
     runs = list({spec.name: spec for specs in grid.values() for spec in specs}.values())
+    if opts.shard is not None:
+        k, n = opts.shard
+        runs = runs[k - 1 :: n]
     results: dict[str, dict[str, Any]] = {}
     for index, spec in enumerate(runs, 1):
         _log(f"[{index}/{len(runs)}] {spec.name}: training")
@@ -307,6 +349,8 @@ def run_grid(opts: GridOptions) -> dict[str, Any]:
         results[spec.name] = evaluate_run(spec, opts, cache_dir)
         nme = results[spec.name]["summary"]["nme_percent"]["inter-ocular"]
         _log(f"[{index}/{len(runs)}] {spec.name}: {state}; test NME {nme:.2f}%")
+    if opts.shard is not None:  # a share of the grid: no bench, no page
+        return {"options": opts, "grid": grid, "results": results, "bench": {}, "pool": 0}
     widths = sorted({spec.width for spec in grid["table3"]})
     bench = {f"{w:g}": measure_width(w, opts.bench_seconds) for w in widths}
     return {

@@ -12,10 +12,21 @@ from typing import Any
 import torch
 
 from laplace_landmarks.atomic import atomic_write_text
-from laplace_landmarks.reproduce.grid import FULL_N, LOSSES, GridOptions, RunSpec
+from laplace_landmarks.reproduce.grid import FULL_N, LOSSES, GridOptions, RunSpec, preset
 
 BEGIN, END = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
 QUICK_BEGIN, QUICK_END = "<!-- reproduce-quick:begin -->", "<!-- reproduce-quick:end -->"
+SMALL_BEGIN, SMALL_END = "<!-- reproduce-small:begin -->", "<!-- reproduce-small:end -->"
+MARKERS = {
+    "quick": (QUICK_BEGIN, QUICK_END),
+    "small": (SMALL_BEGIN, SMALL_END),
+    "full": (BEGIN, END),
+}
+KINDS = {
+    "quick": "QUICK smoke run: tiny grid, few epochs, NOT a result",
+    "small": "SMALL grid: widths 1/8 and 1/16, short runs; early training, not convergence",
+    "full": "full grid",
+}
 PAPER_NME = {"Softargmax": 4.25, "LaplaceKL": 4.01, "GaussianKL": 4.71, "LaplaceKL+D(all)": 3.91}
 
 
@@ -299,11 +310,16 @@ def _header(data: dict[str, Any]) -> list[str]:
     same = (
         f" N = {', '.join(f'{n:,}' for n in collapsed)} asks for at least the whole pool, so "
         "it is the N = all run."
-        if collapsed and not opts.quick
+        if collapsed and preset(opts) == "full"
         else ""
     )
     d = "" if opts.d_width is None else f"; discriminator base width {opts.d_width}"
     d += "" if opts.d_batch_size is None else f", {opts.d_batch_size} unlabelled faces per step"
+    d += (
+        ""
+        if opts.d_every is None
+        else f", D and G's adversarial term on every {opts.d_every}th batch"
+    )
     return [
         f"- **Command:** `{opts.command}` (written {time.strftime('%Y-%m-%d %H:%M')}).",
         f"- **Seeds:** {opts.seeds}; **epochs:** {opts.epochs}; **training faces:** "
@@ -330,21 +346,28 @@ def _header(data: dict[str, Any]) -> list[str]:
 def render_section(data: dict[str, Any], results_path: Path) -> str:
     """The markdown section (with its markers) for the grid's results."""
     opts = data["options"]
-    prefix = "reproduce-quick" if opts.quick else "reproduce"
+    kind = preset(opts)
+    prefix = "reproduce" if kind == "full" else f"reproduce-{kind}"
     figures = _figures(data, results_path.parent / "figures", prefix)
     link = {k: v.relative_to(results_path.parent).as_posix() for k, v in figures.items()}
     width = f"1/{round(1 / data['grid']['table2'][0].width)}"
-    kind = "QUICK smoke run: tiny grid, few epochs, NOT a result" if opts.quick else "full grid"
-    begin, end = (QUICK_BEGIN, QUICK_END) if opts.quick else (BEGIN, END)
-    lines = [begin, f"## Reproduction grid on ytf68 ({kind})", "", *_header(data), ""]
+    begin, end = MARKERS[kind]
+    lines = [begin, f"## Reproduction grid on ytf68 ({KINDS[kind]})", "", *_header(data), ""]
     lines += [f"### Table 2 analogue: loss x unlabelled faces (width {width})", ""]
     lines += _table2(data) + ["", f"![CED]({link['ced']})", ""]
     lines += ["### Table 3 analogue: width", ""] + _table3(data) + [""]
     lines += [f"### Fig. 4 analogue: target scale b_t (LaplaceKL, width {width})", ""]
     lines += _fig4(data) + ["", f"![b_t sweep]({link['bt']})", ""]
     lines += ["### The paper's claims (SPEC §8) on our data", ""]
-    if opts.quick:
+    if kind == "quick":
         lines += ["Quick run: these verdicts only show the pipeline works; they mean nothing.", ""]
+    elif kind == "small":
+        lines += [
+            "Small grid: each verdict is about the first few epochs at width 1/8 and 1/16 (paper "
+            "recipes: no augmentation, constant LR), not about converged models. It says which "
+            "way each comparison leans early in training, with the seed spread beside it.",
+            "",
+        ]
     return "\n".join(lines + _claims(data) + ["", end]) + "\n"
 
 
@@ -361,7 +384,7 @@ def write_results(data: dict[str, Any]) -> Path:
 
     opts = data["options"]
     path = Path(opts.results)
-    begin, end = (QUICK_BEGIN, QUICK_END) if opts.quick else (BEGIN, END)
+    begin, end = MARKERS[preset(opts)]
     old = path.read_text() if path.exists() else "# Results\n"
     text = replace_section(old, render_section(data, path), begin, end)
     atomic_write_text(path, text)

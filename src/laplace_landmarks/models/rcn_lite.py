@@ -1,0 +1,151 @@
+"""A cheaper generator for CPU speed: the RCN's recombination at half resolution (output stride 2).
+
+The RCN (rcn.py) spends about three quarters of its FLOPs at full resolution: the last 5x5
+decoder conv and the head run on 80x80 maps. This variant keeps the same encoder-decoder idea
+(max-pooled encoder, nearest-upsampled decoder, skip features concatenated after the upsampled
+ones, LReLU 0.2, dropout) but:
+
+- a 4x4 stride-2 stem replaces the full-resolution encoder conv; its footprint on output pixel
+  ``j`` is input pixels ``2j-1 .. 2j+2``, centred on ``2j + 0.5``, which is where
+  `laplace_landmarks.decoding` maps heatmap pixel ``j`` back to (see ``output_stride``);
+- channels double at each coarser scale (C, 2C, 4C at 40, 20 and 10 px; 4C at 5 px), where
+  capacity is cheap, and decoder convs are 3x3;
+- the head emits ``(K, H/2, W/2)`` logits, so the spatial softmax and softargmax also run on a
+  quarter of the pixels.
+
+Layout for an 80x80 input, C = round(64 * width):
+
+    stem  4x4/2 conv 3->C,  LReLU            -> f40 (C, 40, 40)  -> maxpool -> 20
+    enc20 3x3 conv C->2C,   LReLU, dropout   -> f20 (2C, 20, 20) -> maxpool -> 10
+    enc10 3x3 conv 2C->4C,  LReLU, dropout   -> f10 (4C, 10, 10) -> maxpool -> 5
+    bottleneck 3x3 conv 4C->4C, LReLU, dropout                  -> (4C, 5, 5)
+    dec10 up x2 -> concat [up, f10] (8C) -> 3x3 conv 8C->2C, LReLU, dropout -> (2C, 10, 10)
+    dec20 up x2 -> concat [up, f20] (4C) -> 3x3 conv 4C->C,  LReLU, dropout -> (C, 20, 20)
+    dec40 up x2 -> concat [up, f40] (2C) -> 3x3 conv 2C->C,  LReLU          -> (C, 40, 40)
+    head  1x1 conv C->K                                                    -> logits (K, 40, 40)
+
+At width 1/8 (C = 8) that is 6.1 M multiply-adds per 80x80 face against the RCN's 33 M.
+Losses, the discriminator and decoding read ``config.output_stride`` and work in heatmap
+pixels, converting from and to crop pixels (``decoding.to_heatmap_units``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from laplace_landmarks.models.rcn import _default_point_offset
+from laplace_landmarks.models.registry import config_from_kwargs, register_model
+
+
+@dataclasses.dataclass(frozen=True)
+class RCNLiteConfig:
+    """Configuration of :class:`RCNLite` (same fields as ``RCNConfig``).
+
+    Attributes:
+        width: multiplier on the channel counts; C = max(1, round(base_channels * width)).
+        num_landmarks: K, the number of output heatmaps.
+        dropout: dropout probability after every activation but the stem's and the last.
+        base_channels: C at width 1.
+        in_channels: image channels.
+        input_size: the square crop size the model was built for (any multiple of 16 runs).
+    """
+
+    width: float = 0.125
+    num_landmarks: int = 68
+    dropout: float = 0.1
+    base_channels: int = 64
+    in_channels: int = 3
+    input_size: int = 80
+
+    def __post_init__(self) -> None:
+        if not self.width > 0:
+            raise ValueError(f"width must be > 0, got {self.width}")
+        if self.num_landmarks < 1:
+            raise ValueError(f"num_landmarks must be >= 1, got {self.num_landmarks}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.base_channels < 1 or self.in_channels < 1:
+            raise ValueError("base_channels and in_channels must be >= 1")
+        if self.input_size < 16 or self.input_size % 16:
+            raise ValueError(f"input_size must be a positive multiple of 16, got {self.input_size}")
+
+    @property
+    def channels(self) -> int:
+        return max(1, round(self.base_channels * self.width))
+
+    @property
+    def output_stride(self) -> int:
+        """Crop pixels per heatmap pixel."""
+        return 2
+
+
+class RCNLite(nn.Module):
+    """``(B, 3, H, W)`` images in [-1, 1] -> ``(B, K, H/2, W/2)`` logits (H, W divisible by 16).
+
+    Example:
+        >>> model = RCNLite(RCNLiteConfig(width=1 / 8)).eval()
+        >>> model(torch.zeros(2, 3, 80, 80)).shape
+        torch.Size([2, 68, 40, 40])
+    """
+
+    def __init__(self, config: RCNLiteConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config.channels
+        self.stem = nn.Conv2d(config.in_channels, c, 4, stride=2, padding=1)
+        self.encoder = nn.ModuleList(
+            [nn.Conv2d(c, 2 * c, 3, padding=1), nn.Conv2d(2 * c, 4 * c, 3, padding=1)]
+        )
+        self.bottleneck = nn.Conv2d(4 * c, 4 * c, 3, padding=1)
+        self.decoder = nn.ModuleList(
+            [
+                nn.Conv2d(8 * c, 2 * c, 3, padding=1),
+                nn.Conv2d(4 * c, c, 3, padding=1),
+                nn.Conv2d(2 * c, c, 3, padding=1),
+            ]
+        )
+        self.head = nn.Conv2d(c, config.num_landmarks, 1)
+        self.dropout = nn.Dropout(config.dropout)
+        self.register_buffer("point_offset", torch.zeros(config.num_landmarks, 2))
+        self.register_load_state_dict_pre_hook(_default_point_offset)
+
+    def _activate(self, x: torch.Tensor, use_dropout: bool = True) -> torch.Tensor:
+        x = F.leaky_relu(x, 0.2)
+        return self.dropout(x) if use_dropout else x
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Map ``(B, in_channels, H, W)`` images in [-1, 1] to ``(B, K, H/2, W/2)`` logits."""
+        self._check_input(images)
+        x = self._activate(self.stem(images), use_dropout=False)
+        skips = [x]
+        for conv in self.encoder:
+            x = self._activate(conv(F.max_pool2d(x, 2)))
+            skips.append(x)
+        x = self._activate(self.bottleneck(F.max_pool2d(x, 2)))
+        for i, conv in enumerate(self.decoder):
+            x = torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skips.pop()], 1)
+            x = self._activate(conv(x), use_dropout=i < len(self.decoder) - 1)
+        return self.head(x)
+
+    def _check_input(self, images: torch.Tensor) -> None:
+        if images.ndim != 4 or images.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"images must be (B, {self.config.in_channels}, H, W), got {tuple(images.shape)}"
+            )
+        if images.shape[2] % 16 or images.shape[3] % 16:
+            raise ValueError(f"images H and W must be divisible by 16, got {tuple(images.shape)}")
+        if not images.is_floating_point():
+            raise ValueError(
+                f"images must be floating point (see normalize_input), got {images.dtype}"
+            )
+
+
+@register_model("rcn-lite")
+def rcn_lite(**kwargs: Any) -> RCNLite:
+    """Factory for :class:`RCNLite`; keyword arguments are :class:`RCNLiteConfig` fields."""
+    return RCNLite(config_from_kwargs(RCNLiteConfig, kwargs))
