@@ -128,3 +128,17 @@ def test_warp_rejects_bad_images():
         warp_crop(np.zeros((10, 10, 3), np.float32), crop)
     with pytest.raises(ValueError, match="HxWx3"):
         warp_crop(np.zeros((10, 10), np.uint8), crop)
+
+
+def test_crop_map_is_immutable_and_its_cached_inverse_is_exact():
+    source = np.array([[0.5, 0.1, 3.0], [-0.1, 0.5, 7.0]])
+    crop = Crop(source, 80)
+    source[0, 0] = 9.0  # the crop keeps its own copy
+    assert crop.matrix[0, 0] == 0.5
+    with pytest.raises(ValueError):
+        crop.matrix[0, 0] = 1.0  # read-only: the cached inverse cannot go stale
+    points = np.array([[1.0, 2.0], [40.0, -3.5]])
+    np.testing.assert_allclose(crop.to_image(crop.to_crop(points)), points, atol=1e-12)
+    assert crop.inverse_matrix is crop.inverse_matrix
+    reference = np.linalg.inv(np.vstack([crop.matrix, [0, 0, 1]]))[:2]
+    np.testing.assert_allclose(crop.inverse_matrix, reference, atol=1e-12)

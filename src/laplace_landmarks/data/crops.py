@@ -12,6 +12,7 @@ convention), so crop pixel centre ``i`` corresponds to image coordinate
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from PIL import Image
@@ -19,6 +20,18 @@ from PIL import Image
 #: The paper (SPEC §6) extends the squared 5-point box "by twice its radius in every direction".
 DEFAULT_EXTENSION = 2.0
 DEFAULT_SIZE = 80
+
+
+def _det2(m: np.ndarray) -> float:
+    """Determinant of the 2x2 block ``m[:, :2]`` (closed form: np.linalg is slow at this size)."""
+    return float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
+
+
+def _inverse_affine(m: np.ndarray) -> np.ndarray:
+    """The (2, 3) inverse of an invertible (2, 3) affine map, in closed form."""
+    det = _det2(m)
+    linear = np.array([[m[1, 1], -m[0, 1]], [-m[1, 0], m[0, 0]]]) / det
+    return np.concatenate([linear, -(linear @ m[:, 2:])], axis=1)
 
 
 def _as_points(points: object, name: str) -> np.ndarray:
@@ -46,13 +59,14 @@ class Crop:
     size: int
 
     def __post_init__(self) -> None:
-        matrix = np.asarray(self.matrix, dtype=np.float64)
+        matrix = np.array(self.matrix, dtype=np.float64)  # a private copy, made read-only below
         if matrix.shape != (2, 3) or not np.all(np.isfinite(matrix)):
             raise ValueError(f"matrix must be a finite (2, 3) array, got {matrix.shape}")
-        if abs(np.linalg.det(matrix[:, :2])) < 1e-12:
+        if abs(_det2(matrix)) < 1e-12:
             raise ValueError("matrix must be invertible")
         if int(self.size) != self.size or self.size < 1:
             raise ValueError(f"size must be a positive integer, got {self.size}")
+        matrix.flags.writeable = False  # inverse_matrix is cached: the map must not change
         object.__setattr__(self, "matrix", matrix)
         object.__setattr__(self, "size", int(self.size))
 
@@ -73,16 +87,17 @@ class Crop:
         )
         return cls(matrix, size)
 
-    @property
+    @cached_property
     def inverse_matrix(self) -> np.ndarray:
-        """(2, 3) float64 mapping crop coordinates back to image coordinates."""
-        linear_inv = np.linalg.inv(self.matrix[:, :2])
-        return np.concatenate([linear_inv, -linear_inv @ self.matrix[:, 2:]], axis=1)
+        """(2, 3) float64 mapping crop coordinates back to image coordinates (computed once)."""
+        inverse = _inverse_affine(self.matrix)
+        inverse.flags.writeable = False  # shared by every call: not to be changed in place
+        return inverse
 
     @property
     def scale(self) -> float:
         """Crop pixels per image pixel (isotropic for a similarity)."""
-        return float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
+        return float(np.sqrt(abs(_det2(self.matrix))))
 
     @property
     def box(self) -> tuple[float, float, float, float]:
@@ -216,8 +231,8 @@ def warp_crop(image: np.ndarray | Image.Image, crop: Crop, antialias: bool = Tru
     if image.mode != "RGB":
         raise ValueError(f"image must be RGB, got mode {image.mode}")
     source, matrix = _prereduce(image, crop) if antialias else (image, crop.matrix)
-    linear_inv = np.linalg.inv(matrix[:, :2])
-    offset_inv = -linear_inv @ matrix[:, 2]
+    inverse = _inverse_affine(matrix)
+    linear_inv, offset_inv = inverse[:, :2], inverse[:, 2]
     # PIL samples output pixel (u, v) at corner coordinates (u + 0.5, v + 0.5) and reads the input
     # at corner coordinates, whose pixel centres are at +0.5: shift both sides by half a pixel.
     offset_pil = offset_inv + 0.5 - linear_inv @ np.array([0.5, 0.5])
