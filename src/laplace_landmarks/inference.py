@@ -193,17 +193,18 @@ class Landmarker:
         if not face_boxes:
             return []
         crops = [crop_from_detection(box, size=self.crop_size) for box in face_boxes]
+        pil = Image.fromarray(rgb)  # once: every pass warps from it
         with self._threads():
-            points, scale = self._predict_in_image(rgb, crops)
+            points, scale = self._predict_in_image(pil, crops)
             for _ in range(self.refine):
-                crops, points, scale = self._refine(rgb, crops, points, scale)
+                crops, points, scale = self._refine(pil, crops, points, scale)
         return [
             Face(points[i], scale[i], tuple(map(float, face_boxes[i])), scores[i], crops[i])
             for i in range(len(crops))
         ]
 
     def _refine(
-        self, rgb: np.ndarray, crops: list[Crop], points: np.ndarray, scale: np.ndarray
+        self, image: Image.Image, crops: list[Crop], points: np.ndarray, scale: np.ndarray
     ) -> tuple[list[Crop], np.ndarray, np.ndarray]:
         """Second pass on the 5-point crops around the first estimates (one batch)."""
         refined = [_refined_crop(p, c, self.crop_size) for p, c in zip(points, crops, strict=True)]
@@ -212,7 +213,7 @@ class Landmarker:
         ]
         if changed:
             points[changed], scale[changed] = self._predict_in_image(
-                rgb, [refined[i] for i in changed]
+                image, [refined[i] for i in changed]
             )
         return refined, points, scale
 
@@ -260,11 +261,10 @@ class Landmarker:
         return predict_crops(self.model, crops, batch_size=self.batch_size)
 
     def _predict_in_image(
-        self, rgb: np.ndarray, crops: list[Crop]
+        self, image: Image.Image, crops: list[Crop]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Warp every crop, run one batch, and map the results to image pixels."""
-        pil = Image.fromarray(rgb)
-        stacked = np.stack([warp_crop(pil, crop) for crop in crops]).transpose(0, 3, 1, 2)
+        """Warp every crop from the RGB ``image``, run one batch, map the results to image pixels."""
+        stacked = np.stack([warp_crop(image, crop) for crop in crops]).transpose(0, 3, 1, 2)
         points, scale = self._predict_tensor(torch.from_numpy(np.ascontiguousarray(stacked)))
         image_points = np.stack([c.to_image(p) for c, p in zip(crops, points, strict=True)])
         image_scale = np.stack([c.to_image_scale(s) for c, s in zip(crops, scale, strict=True)])
