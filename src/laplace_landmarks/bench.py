@@ -8,7 +8,7 @@ For every width x backend, :func:`run_bench` measures, on ONE thread (torch and 
 - ``faces/s`` on real face crops (the bundled samples), model + decoding, median of the repeats:
   ``torch`` = eager, one face per call; ``torch-batched`` = eager, ``batch_size`` faces per call;
   ``onnx`` / ``onnx-int8`` = ONNX Runtime fp32 / static int8 (:mod:`laplace_landmarks.export`),
-  one face per call;
+  one face per call; ``onnx-batched`` = ONNX Runtime fp32, ``batch_size`` faces per call;
 - ``GFLOP/s`` = faces/s x MFLOP/face and ``% peak``: that over the machine's single-thread fp32
   peak, measured in the same run as the best of 30 512x512x512 float32 matmuls
   (``torch.mm``, one thread), before and after the widths (the higher of the two counts);
@@ -40,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from laplace_landmarks.models import count_parameters, storage_mb
 
-BACKENDS = ("torch", "torch-batched", "onnx", "onnx-int8")
+BACKENDS = ("torch", "torch-batched", "onnx", "onnx-batched", "onnx-int8")
 DEFAULT_WIDTHS = (1.0, 0.5, 0.25, 0.125, 0.0625)
 DEFAULT_IMAGE = "lfw_Naomi_Watts0.jpg"  # a bundled 250x250 LFW photo with one face
 COLUMNS = (
@@ -218,14 +218,16 @@ def _bench_width(
         if backend.startswith("onnx"):
             from laplace_landmarks.export import OnnxSession
 
-            session = OnnxSession(onnx_files[backend], threads=1)
-            call, size = (lambda s=session: s.predict(one)), 1
+            session = OnnxSession(onnx_files[backend.replace("-batched", "")], threads=1)
+            size = len(batch) if backend.endswith("-batched") else 1
+            data = batch if size > 1 else one
+            call = lambda s=session, d=data: s.predict(d)  # noqa: E731
         else:
             size = len(batch) if backend == "torch-batched" else 1
             data = batch if size > 1 else one
             call = lambda d=data, s=size: predict_crops(model, d, batch_size=s)  # noqa: E731
         faces = median_rate(call, size, repeats)
-        key = "torch" if backend.startswith("torch") else backend
+        key = "torch" if backend.startswith("torch") else backend.replace("-batched", "")
         if key not in frames_cache:
             landmarker = Landmarker(
                 model,

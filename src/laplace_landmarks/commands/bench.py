@@ -1,7 +1,7 @@
 """``laplace-landmarks bench``: parameters, storage, FLOPs and one-thread CPU speed per width.
 
-For each width x backend (torch, torch-batched, onnx, onnx-int8) it prints parameters, float32
-storage, MFLOP per face, faces/s, the share of the machine's measured single-thread fp32 peak,
+For each width x backend (torch, torch-batched, onnx, onnx-batched, onnx-int8) it prints
+parameters, float32 storage, MFLOP per face, faces/s, the share of the machine's measured single-thread fp32 peak,
 and whole-image frames/s through ``Landmarker.predict`` (dlib HOG detection included). Widths
 without a shipped model run with random weights. See ``laplace_landmarks.bench`` for details.
 The ONNX backends need ``pip install laplace-landmarks[onnx]``.
@@ -27,8 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--backends",
-        default="torch,torch-batched,onnx,onnx-int8",
-        help="comma-separated subset of torch,torch-batched,onnx,onnx-int8",
+        default="torch,torch-batched,onnx,onnx-batched,onnx-int8",
+        help="comma-separated subset of torch,torch-batched,onnx,onnx-batched,onnx-int8",
     )
     parser.add_argument(
         "--arch",
@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="generator: the paper's RCN (default) or rcn-lite (output stride 2)",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
-    parser.add_argument("--batch-size", type=int, default=64, help="faces per torch-batched call")
+    parser.add_argument("--batch-size", type=int, default=64, help="faces per *-batched call")
     parser.add_argument(
         "--image", type=Path, default=None, help="photo for frames/s (default: a bundled sample)"
     )
