@@ -1,8 +1,9 @@
 """``laplace-landmarks bench``: parameters, storage, FLOPs and one-thread CPU speed per width.
 
 For each width x backend (torch, torch-batched, onnx, onnx-batched, onnx-int8) it prints
-parameters, float32 storage, MFLOP per face, faces/s, the share of the machine's measured single-thread fp32 peak,
-and whole-image frames/s through ``Landmarker.predict`` (dlib HOG detection included). Widths
+parameters, float32 storage, MFLOP per face, faces/s, the share of the machine's measured
+single-thread fp32 peak, and whole-image frames/s through ``Landmarker.predict`` (dlib HOG
+detection included). ``--arch rcn-lite`` benches the output-stride-2 generator. Widths
 without a shipped model run with random weights. See ``laplace_landmarks.bench`` for details.
 The ONNX backends need ``pip install laplace-landmarks[onnx]``.
 """
