@@ -100,6 +100,19 @@ def test_quick_reproduce_end_to_end_and_resumable(tmp_path, capsys):
     # a different config in the same folder is refused, not silently mixed
     assert main(quick_args(tmp_path, "--max-train", "10")) == 2
     assert "holds a different run" in capsys.readouterr().err
+    # --report-only pages what has finished and says what is missing
+    import shutil
+
+    for gone in ("gaussiankl-w0.125-d0-bt1-s0", "laplacekl-w0.125-d0-bt2-s0"):
+        shutil.rmtree(tmp_path / "runs" / gone)
+    assert main(quick_args(tmp_path, "--report-only")) == 0
+    text = results.read_text()
+    section = text[text.index(QUICK_BEGIN) : text.index(QUICK_END)]
+    assert "**Partial grid:** 2 of 11 runs" in section
+    assert "`gaussiankl-w0.125-d0-bt1-s0`" in section
+    assert "GaussianKL is worse than LaplaceKL (paper: 4.71 vs 4.01): not measured" in section
+    assert "best target scale b_t is about 1 px (paper Fig. 4): not measured" in section
+    assert not (tmp_path / "runs" / "gaussiankl-w0.125-d0-bt1-s0").exists()  # nothing trained
 
 
 def test_reproduce_without_unlabelled_pool_is_a_clean_error(tmp_path, capsys):

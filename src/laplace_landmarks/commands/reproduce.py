@@ -42,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--shard", type=_shard, metavar="K/N", help="train only runs K, K+N, K+2N, ... (1-based)"
     )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: write the page from the finished runs, marking the missing ones",
+    )
     p.add_argument("--out", help="runs folder (default runs/reproduce or runs/reproduce-quick)")
     p.add_argument("--results", default="docs/results.md", help="markdown page to update")
     p.add_argument("--seeds", type=int, help="seeds per config (default 3; quick 1)")
@@ -87,6 +92,7 @@ def command_line(args: argparse.Namespace) -> str:
 FLAGS = (
     "quick",
     "small",
+    "report_only",
     "out",
     "results",
     "seeds",
@@ -113,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         quick=args.quick,
         small=args.small,
         shard=args.shard,
+        report_only=args.report_only,
         out=Path(args.out) if args.out else None,
         results=Path(args.results),
         seeds=args.seeds,

@@ -36,6 +36,7 @@ class GridOptions:
     quick: bool = False
     small: bool = False
     shard: tuple[int, int] | None = None
+    report_only: bool = False  # train nothing; score the finished runs and page what exists
     out: Path | None = None
     results: Path = Path("docs/results.md")
     seeds: int | None = None
@@ -236,6 +237,21 @@ def _differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
     ]
 
 
+def run_finished(spec: RunSpec, opts: GridOptions) -> bool:
+    """Whether the run's folder holds all its epochs and a best checkpoint; a folder holding a
+    different run's config is an error."""
+    from laplace_landmarks.checkpoints import load_checkpoint
+
+    run_dir = Path(opts.out) / spec.name
+    if not (run_dir / "last.pt").exists() or not (run_dir / "best.pt").exists():
+        return False
+    payload = load_checkpoint(run_dir / "last.pt")
+    changed = _differences(RunConfig.from_dict(payload["config"]), spec.config(opts))
+    if changed:
+        raise LandmarksError(f"{run_dir} holds a different run ({'; '.join(changed)})")
+    return int(payload["epoch"]) >= opts.epochs
+
+
 def train_run(spec: RunSpec, opts: GridOptions, cache_dir: Path) -> str:
     """Train (or resume, or skip) one run; returns "trained", "resumed" or "finished"."""
     from laplace_landmarks.checkpoints import load_checkpoint
@@ -343,9 +359,17 @@ def run_grid(opts: GridOptions) -> dict[str, Any]:
         k, n = opts.shard
         runs = runs[k - 1 :: n]
     results: dict[str, dict[str, Any]] = {}
+    missing: list[str] = []
     for index, spec in enumerate(runs, 1):
-        _log(f"[{index}/{len(runs)}] {spec.name}: training")
-        state = train_run(spec, opts, cache_dir)
+        if opts.report_only:
+            if not run_finished(spec, opts):
+                missing.append(spec.name)
+                _log(f"[{index}/{len(runs)}] {spec.name}: not finished; left out")
+                continue
+            state = "finished"
+        else:
+            _log(f"[{index}/{len(runs)}] {spec.name}: training")
+            state = train_run(spec, opts, cache_dir)
         results[spec.name] = evaluate_run(spec, opts, cache_dir)
         nme = results[spec.name]["summary"]["nme_percent"]["inter-ocular"]
         _log(f"[{index}/{len(runs)}] {spec.name}: {state}; test NME {nme:.2f}%")
@@ -353,10 +377,13 @@ def run_grid(opts: GridOptions) -> dict[str, Any]:
         return {"options": opts, "grid": grid, "results": results, "bench": {}, "pool": 0}
     widths = sorted({spec.width for spec in grid["table3"]})
     bench = {f"{w:g}": measure_width(w, opts.bench_seconds) for w in widths}
+    if not results:
+        raise LandmarksError(f"no finished runs under {opts.out}; nothing to report")
     return {
         "options": opts,
         "grid": grid,
         "results": results,
         "bench": bench,
         "pool": pool_size(opts.unlabeled),
+        "missing": missing,
     }

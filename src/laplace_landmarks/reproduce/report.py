@@ -46,8 +46,8 @@ def _metrics(result: dict[str, Any]) -> dict[str, float | None]:
 
 
 def _stat(specs: list[RunSpec], results: dict, key: str) -> tuple[float | None, float | None]:
-    """Mean and sample std (None for one seed) of a metric over the specs' seeds."""
-    values = [_metrics(results[s.name])[key] for s in specs]
+    """Mean and sample std (None for one seed) of a metric over the specs' finished seeds."""
+    values = [_metrics(results[s.name])[key] for s in specs if s.name in results]
     values = [v for v in values if v is not None]
     if not values:
         return None, None
@@ -214,8 +214,8 @@ def _claims(data: dict[str, Any]) -> list[str]:
         f"- Error falls as N grows (paper: 4.01 -> 3.99 -> 3.96 -> 3.94 -> 3.91): "
         f"{'**held**' if falls else '**not held**'} on our data; LaplaceKL test NME % {shown}."
     )
-    gain_l = [a - b for a, b in zip(_values(l0, r), _values(la, r), strict=True)]
-    gain_s = [a - b for a, b in zip(_values(s0, r), _values(sa, r), strict=True)]
+    gain_l = _paired_gains(l0, la, r)
+    gain_s = _paired_gains(s0, sa, r)
     if gain_l and gain_s:
         held = statistics.fmean(gain_l) > statistics.fmean(gain_s)
         lines.append(
@@ -232,6 +232,9 @@ def _claims(data: dict[str, Any]) -> list[str]:
     lines += _width_claims(data)
     scales = sorted({s.target_scale for s in data["grid"]["fig4"]})
     means = [_stat(_pick(data, "fig4", "laplacekl", 0, bt=b), r, "nme")[0] for b in scales]
+    if any(m is None for m in means):
+        lines.append("- The best target scale b_t is about 1 px (paper Fig. 4): not measured.")
+        return lines
     best = scales[min(range(len(scales)), key=lambda i: means[i])]
     lines.append(
         f"- The best target scale b_t is about 1 px (paper Fig. 4): "
@@ -241,8 +244,11 @@ def _claims(data: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _values(specs: list[RunSpec], results: dict) -> list[float]:
-    return [_metrics(results[s.name])["nme"] for s in specs]
+def _paired_gains(base: list[RunSpec], other: list[RunSpec], results: dict) -> list[float]:
+    """NME(base) - NME(other) per seed, over the seeds both finished."""
+    a = {s.seed: _metrics(results[s.name])["nme"] for s in base if s.name in results}
+    b = {s.seed: _metrics(results[s.name])["nme"] for s in other if s.name in results}
+    return [a[seed] - b[seed] for seed in sorted(a.keys() & b.keys())]
 
 
 def _width_claims(data: dict[str, Any]) -> list[str]:
@@ -254,20 +260,26 @@ def _width_claims(data: dict[str, Any]) -> list[str]:
     lk = [nme("laplacekl", 0, w) for w in widths]
     sm = [nme("softargmax", 0, w) for w in widths]
     ld = [nme("laplacekl", None, w) for w in widths]
-    beat = [a < b for a, b in zip(lk, sm, strict=True)]
-    beat_d = [a < b for a, b in zip(ld, lk, strict=True)]
-    mono = all(b <= a for a, b in pairwise(lk))
+
+    def verdict(pairs: list) -> tuple[str, int, int]:
+        measured = [a < b for a, b in pairs if a is not None and b is not None]
+        if len(measured) < len(pairs):
+            return "not measured at every width", sum(measured), len(measured)
+        return ("**held**" if all(measured) else "**not held**"), sum(measured), len(measured)
+
+    beat, beat_d = verdict(list(zip(lk, sm, strict=True))), verdict(list(zip(ld, lk, strict=True)))
+    complete = all(v is not None for v in lk)
+    mono = complete and all(b <= a for a, b in pairwise(lk))
     names = ", ".join(f"{w:g}" for w in widths)
     return [
-        f"- LaplaceKL beats softargmax at every width (paper Table 3): "
-        f"{'**held**' if all(beat) else '**not held**'} on our data; held at "
-        f"{sum(beat)} of {len(widths)} widths ({names}).",
-        f"- LaplaceKL+D beats LaplaceKL at every width (paper Table 3): "
-        f"{'**held**' if all(beat_d) else '**not held**'} on our data; held at "
-        f"{sum(beat_d)} of {len(widths)} widths.",
+        f"- LaplaceKL beats softargmax at every width (paper Table 3): {beat[0]} on our data; "
+        f"held at {beat[1]} of {beat[2]} measured widths ({names}).",
+        f"- LaplaceKL+D beats LaplaceKL at every width (paper Table 3): {beat_d[0]} on our data; "
+        f"held at {beat_d[1]} of {beat_d[2]} measured widths.",
         f"- Wider is better (paper Table 3: 7.38 -> 4.01 from 1/16 to 1): "
-        f"{'**held**' if mono else '**not held**'} on our data; LaplaceKL NME % "
-        + ", ".join(f"{w:g}: {v:.2f}" for w, v in zip(widths, lk, strict=True))
+        f"{('**held**' if mono else '**not held**') if complete else 'not measured'} on our "
+        "data; LaplaceKL NME % "
+        + ", ".join(f"{w:g}: {_pm((v, None))}" for w, v in zip(widths, lk, strict=True))
         + ".",
     ]
 
@@ -277,7 +289,7 @@ def _figures(data: dict[str, Any], folder: Path, prefix: str) -> dict[str, Path]
 
     r, errors = data["results"], {}
     for specs in _groups(data["grid"]["table2"]).values():
-        if specs[0].num_unlabeled in (0, None):
+        if specs[0].num_unlabeled in (0, None) and specs[0].name in r:
             per_face = [e for e in r[specs[0].name]["per_face_nme"] if e == e]
             errors[f"{specs[0].label} (seed {specs[0].seed})"] = per_face
     ced = plot_ced(errors, folder / f"{prefix}-ced.png")
@@ -285,7 +297,10 @@ def _figures(data: dict[str, Any], folder: Path, prefix: str) -> dict[str, Path]
     ax = fig.add_subplot()
     groups = list(_groups(data["grid"]["fig4"]).values())
     stats = [_stat(specs, r, "nme") for specs in groups]
-    xs = [specs[0].target_scale for specs in groups]
+    xs = [
+        specs[0].target_scale for specs, (m, _) in zip(groups, stats, strict=True) if m is not None
+    ]
+    stats = [stat for stat in stats if stat[0] is not None]
     ax.errorbar(xs, [m for m, _ in stats], yerr=[s or 0.0 for _, s in stats], fmt="o-")
     ax.set(
         xscale="log",
@@ -320,7 +335,19 @@ def _header(data: dict[str, Any]) -> list[str]:
         if opts.d_every is None
         else f", D and G's adversarial term on every {opts.d_every}th batch"
     )
-    return [
+    missing = data.get("missing", [])
+    partial = (
+        [
+            f"- **Partial grid:** {len(missing)} of {len(missing) + len(data['results'])} runs had "
+            "not finished when this page was written (`--report-only`); their cells show '–' and "
+            "claims that need them say 'not measured'. Missing: "
+            + ", ".join(f"`{name}`" for name in missing)
+            + "."
+        ]
+        if missing
+        else []
+    )
+    return partial + [
         f"- **Command:** `{opts.command}` (written {time.strftime('%Y-%m-%d %H:%M')}).",
         f"- **Seeds:** {opts.seeds}; **epochs:** {opts.epochs}; **training faces:** "
         + (f"the first {opts.max_train}" if opts.max_train else "all")
