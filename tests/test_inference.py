@@ -58,13 +58,28 @@ def check_face(face: Face) -> None:
     assert len(face.box) == 4 and all(isinstance(v, float) for v in face.box)
 
 
-def test_registry_lists_two_models_with_one_default():
+def test_registry_lists_three_models_with_one_default():
     models = list_pretrained()
-    assert [m["name"] for m in models] == ["rcn-fast", "rcn-accurate"]
-    assert [m["width"] for m in models] == [0.125, 0.25]
+    assert [m["name"] for m in models] == ["rcn-lite", "rcn-fast", "rcn-accurate"]
+    assert [m["width"] for m in models] == [0.125, 0.125, 0.25]
+    assert [m.get("arch", "rcn") for m in models] == ["rcn-lite", "rcn", "rcn"]
     assert [m["name"] for m in models if m["default"]] == ["rcn-accurate"]
     assert pretrained_path() == pretrained_path("rcn-accurate")
-    assert pretrained_path("rcn-fast").is_file()
+    assert all(pretrained_path(m["name"]).is_file() and m["card"] for m in models)
+
+
+@pytest.mark.parametrize("sample", LABELLED[:2], ids=lambda p: p.stem)
+def test_shipped_rcn_lite_is_the_stride_2_generator_and_lands_on_the_face(sample):
+    from laplace_landmarks.models import RCNLite
+
+    lite = Landmarker.pretrained("rcn-lite", threads=1)
+    assert isinstance(lite.model, RCNLite) and lite.model.config.output_stride == 2
+    truth = read_pts(sample.with_suffix(".pts"), expected_points=68)
+    faces = lite.predict(sample, boxes=[gt_box(truth, grow=0.1)])
+    check_face(faces[0])
+    iod = np.linalg.norm(truth[36] - truth[45])
+    nme = np.linalg.norm(faces[0].points - truth, axis=1).mean() / iod
+    assert nme < 0.15  # a trained model on a labelled photo; random weights land far off
 
 
 def test_unknown_pretrained_name_lists_the_choices():

@@ -1,12 +1,13 @@
 """Pretrained models shipped inside the package, listed in ``weights/index.json``.
 
 Each entry has ``name``, ``file`` (a safetensors file beside the index), ``description``,
-``width`` (the RCN width multiplier) and ``default`` (exactly one entry is the default). A model
+``width`` (the generator's width multiplier), ``default`` (exactly one entry is the default) and,
+optionally, ``arch`` (the generator: ``rcn``, the default, or ``rcn-lite``). A model
 card ``<name>.md`` may sit beside the weights. Nothing is downloaded: the files ship in the wheel.
 
 Example:
     >>> [m["name"] for m in list_pretrained()]  # doctest: +SKIP
-    ['rcn-fast', 'rcn-accurate']
+    ['rcn-lite', 'rcn-fast', 'rcn-accurate']
     >>> pretrained_path("rcn-fast").name  # doctest: +SKIP
     'rcn-fast.safetensors'
 """
