@@ -58,13 +58,18 @@ def check_face(face: Face) -> None:
     assert len(face.box) == 4 and all(isinstance(v, float) for v in face.box)
 
 
-def test_registry_lists_three_models_with_one_default():
+def test_registry_lists_four_models_with_one_default():
     models = list_pretrained()
-    assert [m["name"] for m in models] == ["rcn-lite", "rcn-fast", "rcn-accurate"]
-    assert [m["width"] for m in models] == [0.125, 0.125, 0.25]
-    assert [m.get("arch", "rcn") for m in models] == ["rcn-lite", "rcn", "rcn"]
-    assert [m["name"] for m in models if m["default"]] == ["rcn-accurate"]
-    assert pretrained_path() == pretrained_path("rcn-accurate")
+    assert [m["name"] for m in models] == [
+        "rcn-lite",
+        "rcn-lite-accurate",
+        "rcn-fast",
+        "rcn-accurate",
+    ]
+    assert [m["width"] for m in models] == [0.125, 0.25, 0.125, 0.25]
+    assert [m.get("arch", "rcn") for m in models] == ["rcn-lite", "rcn-lite", "rcn", "rcn"]
+    assert [m["name"] for m in models if m["default"]] == ["rcn-lite-accurate"]
+    assert pretrained_path() == pretrained_path("rcn-lite-accurate")
     assert all(pretrained_path(m["name"]).is_file() and m["card"] for m in models)
 
 
@@ -83,7 +88,7 @@ def test_shipped_rcn_lite_is_the_stride_2_generator_and_lands_on_the_face(sample
 
 
 def test_unknown_pretrained_name_lists_the_choices():
-    with pytest.raises(LandmarksError, match="rcn-accurate.*rcn-fast"):
+    with pytest.raises(LandmarksError, match="rcn-accurate.*rcn-fast.*rcn-lite"):
         pretrained_path("rcn-huge")
 
 
