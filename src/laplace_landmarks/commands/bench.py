@@ -15,6 +15,7 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
+from laplace_landmarks.config import GENERATORS
 from laplace_landmarks.errors import LandmarksError
 
 
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--arch",
-        choices=("rcn", "rcn-lite"),
+        choices=GENERATORS,
         default="rcn",
         help="generator: the paper's RCN (default) or rcn-lite (output stride 2)",
     )

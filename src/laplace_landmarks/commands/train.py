@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from laplace_landmarks.config import list_recipes
+from laplace_landmarks.config import GENERATORS, list_recipes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--arch",
-        choices=("rcn", "rcn-lite"),
+        choices=GENERATORS,
         help="generator: the paper's RCN, or rcn-lite (heatmaps at half resolution, ~5x cheaper)",
     )
     p.add_argument("--width", type=float, help="width multiplier (1, 0.5, 0.25, 0.125, 0.0625)")

@@ -105,7 +105,38 @@ def normalize_input(images: torch.Tensor) -> torch.Tensor:
     return (scaled - 0.5) / 0.5
 
 
-class RCN(nn.Module):
+class GeneratorBase(nn.Module):
+    """What every heatmap generator here shares: its config, element-wise dropout, LReLU(0.2), the
+    input check, and the fitted ``point_offset`` buffer (see calibration.py)."""
+
+    config: RCNConfig
+
+    def _add_dropout_and_offset(self, config: RCNConfig) -> None:
+        """Register the dropout module and the (K, 2) ``point_offset`` buffer (call last)."""
+        self.dropout = nn.Dropout(config.dropout)
+        # (K, 2) crop-pixel shift added to the decoded means (see calibration.py); zero unless
+        # fitted after training. Files written before it existed load with zeros.
+        self.register_buffer("point_offset", torch.zeros(config.num_landmarks, 2))
+        self.register_load_state_dict_pre_hook(_default_point_offset)
+
+    def _activate(self, x: torch.Tensor, use_dropout: bool = True) -> torch.Tensor:
+        x = F.leaky_relu(x, 0.2)
+        return self.dropout(x) if use_dropout else x
+
+    def _check_input(self, images: torch.Tensor) -> None:
+        if images.ndim != 4 or images.shape[1] != self.config.in_channels:
+            raise ValueError(
+                f"images must be (B, {self.config.in_channels}, H, W), got {tuple(images.shape)}"
+            )
+        if images.shape[2] % 2**NUM_SCALES or images.shape[3] % 2**NUM_SCALES:
+            raise ValueError(f"images H and W must be divisible by 16, got {tuple(images.shape)}")
+        if not images.is_floating_point():
+            raise ValueError(
+                f"images must be floating point (see normalize_input), got {images.dtype}"
+            )
+
+
+class RCN(GeneratorBase):
     """4-branch ReCombinator generator: ``(B, 3, H, W)`` images -> ``(B, K, H, W)`` logits.
 
     H and W must be divisible by 16. Input is expected in [-1, 1] (see :func:`normalize_input`).
@@ -127,15 +158,7 @@ class RCN(nn.Module):
         self.bottleneck = nn.Conv2d(c, c, 1)
         self.decoder = nn.ModuleList(nn.Conv2d(2 * c, c, 5, padding=2) for _ in range(NUM_SCALES))
         self.head = nn.Conv2d(c, config.num_landmarks, 1)
-        self.dropout = nn.Dropout(config.dropout)
-        # (K, 2) crop-pixel shift added to the decoded means (see calibration.py); zero unless
-        # fitted after training. Files written before it existed load with zeros.
-        self.register_buffer("point_offset", torch.zeros(config.num_landmarks, 2))
-        self.register_load_state_dict_pre_hook(_default_point_offset)
-
-    def _activate(self, x: torch.Tensor, use_dropout: bool = True) -> torch.Tensor:
-        x = F.leaky_relu(x, 0.2)
-        return self.dropout(x) if use_dropout else x
+        self._add_dropout_and_offset(config)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Map ``(B, in_channels, H, W)`` images in [-1, 1] to ``(B, K, H, W)`` logits."""
@@ -151,18 +174,6 @@ class RCN(nn.Module):
             x = torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skips.pop()], 1)
             x = self._activate(conv(x), use_dropout=i < NUM_SCALES - 1)
         return self.head(x)
-
-    def _check_input(self, images: torch.Tensor) -> None:
-        if images.ndim != 4 or images.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"images must be (B, {self.config.in_channels}, H, W), got {tuple(images.shape)}"
-            )
-        if images.shape[2] % 2**NUM_SCALES or images.shape[3] % 2**NUM_SCALES:
-            raise ValueError(f"images H and W must be divisible by 16, got {tuple(images.shape)}")
-        if not images.is_floating_point():
-            raise ValueError(
-                f"images must be floating point (see normalize_input), got {images.dtype}"
-            )
 
 
 @register_model("rcn")

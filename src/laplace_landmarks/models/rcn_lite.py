@@ -38,45 +38,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from laplace_landmarks.models.rcn import _default_point_offset
+from laplace_landmarks.models.rcn import GeneratorBase, RCNConfig
 from laplace_landmarks.models.registry import config_from_kwargs, register_model
 
 
 @dataclasses.dataclass(frozen=True)
-class RCNLiteConfig:
-    """Configuration of :class:`RCNLite` (same fields as ``RCNConfig``).
-
-    Attributes:
-        width: multiplier on the channel counts; C = max(1, round(base_channels * width)).
-        num_landmarks: K, the number of output heatmaps.
-        dropout: dropout probability after every activation but the stem's and the last.
-        base_channels: C at width 1.
-        in_channels: image channels.
-        input_size: the square crop size the model was built for (any multiple of 16 runs).
-    """
+class RCNLiteConfig(RCNConfig):
+    """Configuration of :class:`RCNLite`: the fields and checks of ``RCNConfig`` (width, K,
+    dropout, base_channels, in_channels, input_size) with this model's defaults, plus
+    ``output_stride``. C = max(1, round(base_channels * width)) is the channel count at 40 px."""
 
     width: float = 0.125
-    num_landmarks: int = 68
     dropout: float = 0.1
-    base_channels: int = 64
-    in_channels: int = 3
-    input_size: int = 80
-
-    def __post_init__(self) -> None:
-        if not self.width > 0:
-            raise ValueError(f"width must be > 0, got {self.width}")
-        if self.num_landmarks < 1:
-            raise ValueError(f"num_landmarks must be >= 1, got {self.num_landmarks}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.base_channels < 1 or self.in_channels < 1:
-            raise ValueError("base_channels and in_channels must be >= 1")
-        if self.input_size < 16 or self.input_size % 16:
-            raise ValueError(f"input_size must be a positive multiple of 16, got {self.input_size}")
-
-    @property
-    def channels(self) -> int:
-        return max(1, round(self.base_channels * self.width))
 
     @property
     def output_stride(self) -> int:
@@ -84,7 +57,7 @@ class RCNLiteConfig:
         return 2
 
 
-class RCNLite(nn.Module):
+class RCNLite(GeneratorBase):
     """``(B, 3, H, W)`` images in [-1, 1] -> ``(B, K, H/2, W/2)`` logits (H, W divisible by 16).
 
     Example:
@@ -110,13 +83,7 @@ class RCNLite(nn.Module):
             ]
         )
         self.head = nn.Conv2d(c, config.num_landmarks, 1)
-        self.dropout = nn.Dropout(config.dropout)
-        self.register_buffer("point_offset", torch.zeros(config.num_landmarks, 2))
-        self.register_load_state_dict_pre_hook(_default_point_offset)
-
-    def _activate(self, x: torch.Tensor, use_dropout: bool = True) -> torch.Tensor:
-        x = F.leaky_relu(x, 0.2)
-        return self.dropout(x) if use_dropout else x
+        self._add_dropout_and_offset(config)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Map ``(B, in_channels, H, W)`` images in [-1, 1] to ``(B, K, H/2, W/2)`` logits."""
@@ -131,18 +98,6 @@ class RCNLite(nn.Module):
             x = torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skips.pop()], 1)
             x = self._activate(conv(x), use_dropout=i < len(self.decoder) - 1)
         return self.head(x)
-
-    def _check_input(self, images: torch.Tensor) -> None:
-        if images.ndim != 4 or images.shape[1] != self.config.in_channels:
-            raise ValueError(
-                f"images must be (B, {self.config.in_channels}, H, W), got {tuple(images.shape)}"
-            )
-        if images.shape[2] % 16 or images.shape[3] % 16:
-            raise ValueError(f"images H and W must be divisible by 16, got {tuple(images.shape)}")
-        if not images.is_floating_point():
-            raise ValueError(
-                f"images must be floating point (see normalize_input), got {images.dtype}"
-            )
 
 
 @register_model("rcn-lite")
