@@ -237,42 +237,43 @@ def _differences(saved: RunConfig, wanted: RunConfig) -> list[str]:
     ]
 
 
-def run_finished(spec: RunSpec, opts: GridOptions) -> bool:
-    """Whether the run's folder holds all its epochs and a best checkpoint; a folder holding a
-    different run's config is an error."""
+def _saved_epochs(spec: RunSpec, opts: GridOptions) -> int | None:
+    """Epochs done in the run's ``last.pt`` (None when there is none); a folder holding a
+    different run (another config, or more epochs than asked) is an error."""
     from laplace_landmarks.checkpoints import load_checkpoint
 
-    run_dir = Path(opts.out) / spec.name
-    if not (run_dir / "last.pt").exists() or not (run_dir / "best.pt").exists():
-        return False
+    config, run_dir = spec.config(opts), Path(opts.out) / spec.name
+    if not (run_dir / "last.pt").exists():
+        return None
     payload = load_checkpoint(run_dir / "last.pt")
-    changed = _differences(RunConfig.from_dict(payload["config"]), spec.config(opts))
-    if changed:
-        raise LandmarksError(f"{run_dir} holds a different run ({'; '.join(changed)})")
-    return int(payload["epoch"]) >= opts.epochs
+    saved = RunConfig.from_dict(payload["config"])
+    changed = _differences(saved, config)
+    if changed or saved.train.epochs > config.train.epochs:
+        changed += [f"train.epochs: {saved.train.epochs} -> {config.train.epochs}"]
+        raise LandmarksError(
+            f"{run_dir} holds a different run ({'; '.join(changed)}); use another --out"
+        )
+    return int(payload["epoch"])
+
+
+def run_finished(spec: RunSpec, opts: GridOptions) -> bool:
+    """Whether the run's folder holds all its epochs and a best checkpoint (see `_saved_epochs`)."""
+    done = _saved_epochs(spec, opts)
+    best = Path(opts.out) / spec.name / "best.pt"
+    return done is not None and done >= opts.epochs and best.exists()
 
 
 def train_run(spec: RunSpec, opts: GridOptions, cache_dir: Path) -> str:
     """Train (or resume, or skip) one run; returns "trained", "resumed" or "finished"."""
-    from laplace_landmarks.checkpoints import load_checkpoint
     from laplace_landmarks.training import Trainer
 
-    config, run_dir = spec.config(opts), Path(opts.out) / spec.name
-    state, resume = "trained", (run_dir / "last.pt").exists()
-    if resume:
-        payload = load_checkpoint(run_dir / "last.pt")
-        saved = RunConfig.from_dict(payload["config"])
-        changed = _differences(saved, config)
-        if changed or saved.train.epochs > config.train.epochs:
-            changed += [f"train.epochs: {saved.train.epochs} -> {config.train.epochs}"]
-            raise LandmarksError(
-                f"{run_dir} holds a different run ({'; '.join(changed)}); use another --out"
-            )
-        if int(payload["epoch"]) >= config.train.epochs:
-            return "finished"
-        state = "resumed"
+    done = _saved_epochs(spec, opts)
+    if done is not None and done >= opts.epochs:
+        return "finished"
+    run_dir = Path(opts.out) / spec.name
+    config, resume = spec.config(opts), done is not None
     Trainer(config, run_dir, resume=resume, progress=opts.progress, cache_dir=cache_dir).fit()
-    return state
+    return "trained" if done is None else "resumed"
 
 
 def unlabeled_used(spec: RunSpec, opts: GridOptions, cache_dir: Path) -> int:
