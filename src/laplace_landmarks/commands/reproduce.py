@@ -12,8 +12,9 @@ run it on a bigger machine, or cut it with --seeds / --epochs, which the page re
 --small is what fits 2 CPU cores in about two hours: the quick grid's shape (Table 2 at width
 1/8 with N in {0, all}; widths 1/16 and 1/8; b_t in {0.5, 1, 2}) on every training face, with 3
 seeds and 5 epochs, the quick discriminator, and the adversarial step on every 4th batch
-(the paper's alternation runs it on every batch, which costs 5x a supervised step here). --shard K/N trains and scores only every N-th run
-from the K-th, so N processes can share a grid; run once more without --shard to write the page.
+(the paper's alternation runs it on every batch: about 3-5x the time of a supervised epoch
+on a 2-core CPU). --shard K/N trains and scores only every N-th run from the K-th, so N
+processes can share a grid; run once more without --shard to write the page.
 
 --quick is a smoke run: 1 seed, width 1/8, 3 epochs, 256 training faces, and a discriminator of
 base width 16 fed 16 unlabelled faces per step instead of the recipes' 64 and 32. About 10
