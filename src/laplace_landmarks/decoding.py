@@ -51,14 +51,15 @@ def predict_crops(
     was_training = model.training
     model.eval()
     means, scales = [], []
+    device = next((p.device for p in model.parameters()), crops.device)
     try:
         for start in range(0, len(crops), batch_size):
-            logits = model(normalize_input(crops[start : start + batch_size]))
+            logits = model(normalize_input(crops[start : start + batch_size].to(device)))
             mean, scale = decode_logits(
                 logits.float(), temperature, point_offset(model), output_stride(model)
             )
-            means.append(mean)
-            scales.append(scale)
+            means.append(mean.cpu())
+            scales.append(scale.cpu())
     finally:
         model.train(was_training)
     if not means:

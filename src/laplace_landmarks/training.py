@@ -165,19 +165,33 @@ class Trainer:
         progress: bool = True,
         cache_dir: str | Path | None = None,
         tensorboard: bool = False,
+        device: str | torch.device = "cpu",
+        time_limit: float | None = None,
+        data: TrainData | None = None,
     ) -> None:
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
         self.rank, self.world = _distributed_setup()
+        self.device = resolve_device(device)
+        if self.world > 1 and self.device.type != "cpu":
+            raise LandmarksError("train: multi-process (torchrun) training runs on the CPU only")
+        if time_limit is not None and time_limit <= 0:
+            raise LandmarksError(f"train: the time limit must be > 0 s, got {time_limit}")
+        self.time_limit = time_limit
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
         self.cache_dir = Path(cache_dir or config.data.cache_dir or default_cache_dir())
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self.data = prepare_data(config, self.cache_dir, progress and self.rank == 0)
-        except LandmarksError:
-            raise
-        except (FileNotFoundError, ValueError) as exc:  # missing data, bad split: user errors
-            raise LandmarksError(f"data: {exc}") from exc
+        if data is not None:
+            self.data = data
+            if config.adversarial.enabled and data.unlabeled is None:
+                raise LandmarksError("data: the adversarial branch needs unlabelled faces")
+        else:
+            try:
+                self.data = prepare_data(config, self.cache_dir, progress and self.rank == 0)
+            except LandmarksError:
+                raise
+            except (FileNotFoundError, ValueError) as exc:  # missing data, bad split: user errors
+                raise LandmarksError(f"data: {exc}") from exc
         _check_batch(len(self.data.train), config.train.batch_size, self.world)
         torch.manual_seed(config.train.seed)
         self.model = build_generator(config)
@@ -188,7 +202,7 @@ class Trainer:
         self.memory_format = (
             torch.channels_last if config.train.channels_last else torch.contiguous_format
         )
-        self.model.to(memory_format=self.memory_format)
+        self.model.to(self.device, memory_format=self.memory_format)
         self.disc = self.d_optimizer = None
         if config.adversarial.enabled:
             a = config.adversarial
@@ -198,9 +212,10 @@ class Trainer:
                 base_width=a.base_width,
                 noise_std=a.noise_std,
             )
-            self.disc.to(memory_format=self.memory_format)
+            self.disc.to(self.device, memory_format=self.memory_format)
             self.d_optimizer = torch.optim.Adam(self.disc.parameters(), lr=a.lr, betas=(0.5, 0.999))
         self.start_epoch, self.best_nme, self.history = 0, math.inf, []
+        self.stopped_early = False
         if resume and (self.out_dir / "last.pt").exists():
             self._restore(load_checkpoint(self.out_dir / "last.pt"))
         elif resume and self.rank == 0:
@@ -229,13 +244,30 @@ class Trainer:
             print(f"resume: continuing after epoch {self.start_epoch}", file=sys.stderr)
 
     def fit(self) -> list[dict]:
-        """Run the remaining epochs; returns the metrics history (one dict per epoch)."""
+        """Run the remaining epochs; returns the metrics history (one dict per epoch).
+
+        With a time limit, stops after the first epoch that ends past it (``self.stopped_early``
+        is then True); ``--resume`` continues from there with the same schedule.
+        """
+        started, self.stopped_early = time.monotonic(), False
         for epoch in range(self.start_epoch + 1, self.config.train.epochs + 1):
             row = self._epoch(epoch)
             row["val_nme"], row["val_mean_scale"] = validation_nme(self.model, self.data.val)
             self.history.append(row)
             if self.rank == 0:
                 self._save(epoch, row)
+            out_of_time = self.time_limit is not None and (
+                time.monotonic() - started >= self.time_limit
+            )
+            if out_of_time and epoch < self.config.train.epochs:
+                self.stopped_early = True
+                if self.rank == 0:
+                    print(
+                        f"time limit: stopped after epoch {epoch}/{self.config.train.epochs}; "
+                        f"--resume continues",
+                        file=sys.stderr,
+                    )
+                break
         _barrier(self.world)
         return self.history
 
@@ -288,6 +320,7 @@ class Trainer:
                 aug_rng,
             )
             adversarial = self.disc is not None and step % self.config.adversarial.every == 0
+            images, points, vis = (t.to(self.device) for t in (images, points, vis))
             inputs = normalize_input(images).contiguous(memory_format=self.memory_format)
             stats = self._step(inputs, points, vis, unl_rng, adversarial)
             for key, value in stats.items():
@@ -336,7 +369,7 @@ class Trainer:
         pick = torch.randint(
             len(self.data.unlabeled), (max(1, a.batch_size // self.world),), generator=unl_rng
         )
-        unl = normalize_input(self.data.unlabeled.images[pick]).contiguous(
+        unl = normalize_input(self.data.unlabeled.images[pick].to(self.device)).contiguous(
             memory_format=self.memory_format
         )
         stride = self.stride
@@ -389,6 +422,7 @@ class Trainer:
             "disc": self.disc.state_dict() if self.disc is not None else None,
             "d_optimizer": self.d_optimizer.state_dict() if self.d_optimizer else None,
         }
+        payload = _to_cpu(payload)  # a checkpoint from any device resumes on any other
         atomic_torch_save(payload, self.out_dir / "last.pt")
         if improved:
             atomic_torch_save(payload, self.out_dir / "best.pt")
@@ -408,6 +442,32 @@ class Trainer:
             + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "epoch"),
             file=sys.stderr,
         )
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available); clear error otherwise."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise LandmarksError(f"train: unknown device {device!r} (cpu, cuda, cuda:N, auto)") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise LandmarksError(f"train: device {device!r} asked for, but CUDA is not available here")
+    if resolved.type not in ("cpu", "cuda"):
+        raise LandmarksError(f"train: device {device!r} is not supported (cpu, cuda, cuda:N, auto)")
+    return resolved
+
+
+def _to_cpu(value):
+    """A copy of nested dicts/lists/tuples with every tensor on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(item) for item in value)
+    return value
 
 
 def _check_batch(num_faces: int, batch_size: int, world: int) -> None:

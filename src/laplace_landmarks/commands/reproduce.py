@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from fractions import Fraction
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,8 +65,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--d-every", type=int, help="adversarial step on every n-th batch (recipes 1; small 4)"
     )
+    p.add_argument(
+        "--widths",
+        type=_widths,
+        help="Table 3's widths, comma-separated (full: 1/16,1/8,1/4,1/2,1; else 1/16,1/8)",
+    )
+    p.add_argument("--device", default="cpu", help="where runs train: cpu (default), cuda, auto")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
+
+
+def _widths(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(Fraction(part.strip())) for part in text.split(","))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(
+            f"expected widths such as 1/16,1/8,1 or 0.25,0.5, got {text!r}"
+        ) from None
+    if not values or any(not 0 < w <= 1 for w in values):
+        raise argparse.ArgumentTypeError(f"widths must be in (0, 1], got {text!r}")
+    return values
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -83,6 +102,10 @@ def command_line(args: argparse.Namespace) -> str:
     parts = ["laplace-landmarks", "reproduce"]
     for name in FLAGS:
         value = getattr(args, name)
+        if isinstance(value, tuple):
+            value = ",".join(f"{item:g}" for item in value)
+        if name == "device" and value == "cpu":
+            continue  # the default
         if value is True:
             parts.append(f"--{name.replace('_', '-')}")
         elif value not in (None, False):
@@ -108,6 +131,8 @@ FLAGS = (
     "d_width",
     "d_batch_size",
     "d_every",
+    "widths",
+    "device",
 )
 
 
@@ -136,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
         d_width=args.d_width,
         d_batch_size=args.d_batch_size,
         d_every=args.d_every,
+        widths=args.widths,
+        device=args.device,
         command=command_line(args),
     )
     data = run_grid(options)

@@ -48,6 +48,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--tensorboard", action="store_true")
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda, cuda:N or auto; a run resumes on any device",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="MINUTES",
+        help="stop after the epoch that passes this wall time (checkpoints intact; --resume "
+        "continues with the same schedule)",
+    )
     p.set_defaults(func=run)
 
 
@@ -91,10 +103,17 @@ def run(args: argparse.Namespace) -> int:
         overrides = {dotted: getattr(args, name) for name, dotted in OVERRIDES.items()}
         config = resolve_config(args.recipe, overrides)
     trainer = Trainer(
-        config, out, resume=args.resume, progress=not args.no_progress, tensorboard=args.tensorboard
+        config,
+        out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        tensorboard=args.tensorboard,
+        device=args.device,
+        time_limit=None if args.time_limit is None else args.time_limit * 60,
     )
     history = trainer.fit()
     if history and trainer.rank == 0:
         best = min(row["val_nme"] for row in history)
-        print(f"done: {len(history)} epochs, best validation NME {best:.3f}% -> {out}")
+        status = "stopped at the time limit" if trainer.stopped_early else "done"
+        print(f"{status}: {len(history)} epochs, best validation NME {best:.3f}% -> {out}")
     return 0

@@ -52,6 +52,8 @@ class GridOptions:
     d_width: int | None = None  # D's base width (recipes: 64; quick: 16)
     d_batch_size: int | None = None  # unlabelled faces per step (recipes: 32; quick: 16)
     d_every: int | None = None  # D step on every n-th batch (recipes: 1; small: 4)
+    widths: tuple[float, ...] | None = None  # Table 3's widths (full: 1/16..1; else 1/16, 1/8)
+    device: str = "cpu"  # where the runs train (cpu, cuda, auto)
     command: str = "laplace-landmarks reproduce"
 
 
@@ -104,6 +106,10 @@ def resolve_options(opts: GridOptions) -> GridOptions:
         value = getattr(filled, name)
         if value is not None and value < 1:
             raise LandmarksError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    if filled.widths is not None and (
+        not filled.widths or any(not 0 < w <= 1 for w in filled.widths)
+    ):
+        raise LandmarksError(f"--widths must be in (0, 1], got {filled.widths}")
     if not filled.bench_seconds > 0:
         raise LandmarksError(f"--bench-seconds must be > 0, got {filled.bench_seconds}")
     if not Path(filled.unlabeled).is_dir():
@@ -216,7 +222,7 @@ def build_grid(opts: GridOptions) -> dict[str, list[RunSpec]]:
     width = 1 / 4 if full else 1 / 8
     wanted_n = FULL_N if full else (0, None)
     ns = list(dict.fromkeys(None if n and n >= pool else n for n in wanted_n))
-    widths = FULL_WIDTHS if full else (1 / 16, 1 / 8)
+    widths = opts.widths or (FULL_WIDTHS if full else (1 / 16, 1 / 8))
     scales = TARGET_SCALES if full else (0.5, 1.0, 2.0)
     table3 = [("softargmax", 0), ("laplacekl", 0), ("laplacekl", None)]
     return {
@@ -272,7 +278,14 @@ def train_run(spec: RunSpec, opts: GridOptions, cache_dir: Path) -> str:
         return "finished"
     run_dir = Path(opts.out) / spec.name
     config, resume = spec.config(opts), done is not None
-    Trainer(config, run_dir, resume=resume, progress=opts.progress, cache_dir=cache_dir).fit()
+    Trainer(
+        config,
+        run_dir,
+        resume=resume,
+        progress=opts.progress,
+        cache_dir=cache_dir,
+        device=opts.device,
+    ).fit()
     return "trained" if done is None else "resumed"
 
 
