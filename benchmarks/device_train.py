@@ -237,8 +237,8 @@ def pack(args: argparse.Namespace) -> None:
     out = Path(args.out)
     items: list[Path] = sorted(out.glob("*.log")) + sorted(out.glob("*.json"))
     runs = [d for d in sorted(out.iterdir()) if d.is_dir() and d.name != "probe"]
-    longs = [d for d in runs if d.name.startswith("long-")]
-    grids = [d for d in runs if not d.name.startswith("long-")]
+    longs = [d for d in runs if d.name.startswith(("long", "sweep"))]
+    grids = [d for d in runs if not d.name.startswith(("long", "sweep"))]
     for run in runs:
         items += [
             run / n for n in ("config.json", "metrics.csv", "command.txt") if (run / n).exists()
