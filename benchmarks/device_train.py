@@ -46,6 +46,14 @@ LONG_RUNS = (
     ("long-lite-w0.125", "improved-lite", "rcn-lite", 0.125, 60, 600),
 )
 GRID_WIDTHS = (1.0, 0.5, 0.25)
+SWEEP = {  # chosen on val: one change at a time to long-rcn-w1's recipe
+    "seed1": {"train.seed": 1},
+    "lr4e-3": {"train.lr": 0.004},
+    "drop0": {"model.dropout": 0.0},
+    "bs16": {"train.batch_size": 16},
+    "aug2x": {"data.rotation_deg": 20.0, "data.scale": 0.1, "data.shift": 0.06},
+    "nod": {"adversarial.enabled": False},
+}
 
 
 def make_plan(args: argparse.Namespace) -> None:
@@ -84,6 +92,23 @@ def make_plan(args: argparse.Namespace) -> None:
                 f"--width {width:g} --unlabeled {opts.unlabeled} --epochs E --device cuda",
             }
         )
+    if args.only == "long":  # the second call of 2026-11-26: the long runs again, no grid
+        runs = [
+            {**r, "name": r["name"].replace("long-", "long2-"), "max_epochs": 400}
+            for r in runs
+            if r["kind"] == "long"
+        ]
+    elif args.only == "sweep":  # the third call: one change at a time to long-rcn-w1
+        base = next(r for r in runs if r["name"] == "long-rcn-w1")
+        runs = []
+        for name, changes in SWEEP.items():
+            run = json.loads(json.dumps(base))
+            run.update(name=f"sweep-rcn-w1-{name}", max_epochs=300)
+            for dotted, value in changes.items():
+                section, key = dotted.split(".")
+                run["config"][section][key] = value
+            run["command"] += " " + " ".join(f"({k}={v})" for k, v in changes.items())
+            runs.append(run)
     probe = resolve_config("improved-lite", {"adversarial.unlabeled": opts.unlabeled})
     data = prepare_data(probe, default_cache_dir(), progress=False)
     caches = {
@@ -284,6 +309,11 @@ def main() -> None:
     sub = parser.add_subparsers(dest="verb", required=True)
     p = sub.add_parser("plan", help="write the plan (run here, beside ../shared)")
     p.add_argument("--out", default=".devdata/plan.json")
+    p.add_argument(
+        "--only",
+        choices=("long", "sweep"),
+        help="long: only the long runs (named long2-*); sweep: the long-rcn-w1 variants",
+    )
     p.set_defaults(func=make_plan)
     for verb, func in (("run", run_plan), ("worker", worker)):
         p = sub.add_parser(verb)
