@@ -226,8 +226,9 @@ def worker(args: argparse.Namespace) -> None:
                 device=args.device,
                 data=run_data,
             )
+            fit_started = time.time()  # not the trainer's set-up (CUDA start-up is seconds)
             history = probe.fit()
-            overhead = (time.time() - started - sum(row["seconds"] for row in history)) / 2
+            overhead = (time.time() - fit_started - sum(row["seconds"] for row in history)) / 2
             per_epoch = 1.05 * (history[-1]["seconds"] + overhead)  # epoch 2: warm
             left = args.deadline - time.time()
             epochs = max(run["min_epochs"], min(run["max_epochs"], math.floor(left / per_epoch)))
