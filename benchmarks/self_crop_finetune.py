@@ -1,0 +1,160 @@
+"""Fine-tune a trained generator on crops made the way the detector path makes them.
+
+Why (docs/results.md, "Where the detector path loses 0.4 points"): a crop aligned on the model's
+own estimate locks the model's errors in, and ground-truth 5-point crops never show the model
+that geometry. This script
+
+1. crops every training face the way ``Landmarker.predict`` does: dlib HOG box (the detection
+   holding the ground-truth centre), first pass, 5-point re-crop from the *model's own* estimate;
+   the ground-truth points are mapped into that crop (faces without such a detection are skipped);
+2. fine-tunes the model's raw weights on the ground-truth crops plus these "self crops"
+   (``--epochs`` with the run's recipe, cosine from ``--lr``), with the same trainer, checkpoints
+   and metrics as ``laplace-landmarks train``;
+3. leaves ``OUT/last.pt`` for ``laplace-landmarks calibrate`` (the schedule ends at lr ~0, and
+   val on ground-truth crops does not see the effect, so the last epoch is the candidate; choose
+   between candidates on val through the detector path, ``benchmarks/shipped_accuracy.py``).
+
+    python benchmarks/self_crop_finetune.py --crops-from rcn-lite \\
+        --weights runs/long2-lite-w0.125/best.safetensors --epochs 12 --lr 5e-4 --out runs/ft-self
+
+``--crops-from`` is the model whose detector path makes the crops (a shipped name or a weights
+file: the calibrated model users run). ``--weights`` is where fine-tuning starts (the raw training
+weights; a ``point_offset`` in them is dropped). ``--gt-only`` trains the control: the same
+fine-tuning on ground-truth crops alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def self_crops(crops_from: str, data_root: str | None, limit: int | None, threads: int):
+    """The CropCache of trainval-train faces cropped by ``crops_from``'s detector path."""
+    from PIL import Image
+
+    from laplace_landmarks import Landmarker
+    from laplace_landmarks.data.cache import CropCache
+    from laplace_landmarks.data.crops import warp_crop
+    from laplace_landmarks.data.datasets import load_dataset
+    from laplace_landmarks.data.images import to_rgb_array
+    from laplace_landmarks.detection import crop_from_detection
+
+    if crops_from.endswith((".safetensors", ".pt")):
+        landmarker = Landmarker.from_checkpoint(crops_from, threads=threads)
+    else:
+        landmarker = Landmarker.pretrained(crops_from, threads=threads)
+    dataset = load_dataset("ytf68", "trainval-train", root=data_root, max_images=limit)
+    images, points, visibility, matrices, identities, paths = [], [], [], [], [], []
+    start = time.perf_counter()
+    for sample in dataset.samples:
+        rgb = to_rgb_array(str(sample.image_path), "image")
+        cx, cy = np.nanmean(sample.points, axis=0)
+        holding = [
+            d
+            for d in landmarker.detector(rgb)
+            if d.box[0] <= cx <= d.box[2] and d.box[1] <= cy <= d.box[3]
+        ]
+        if not holding:
+            continue
+        box = min(
+            (d.box for d in holding),
+            key=lambda b: np.hypot((b[0] + b[2]) / 2 - cx, (b[1] + b[3]) / 2 - cy),
+        )
+        pil = Image.fromarray(rgb)
+        first = crop_from_detection(box, size=landmarker.crop_size)
+        estimate, scale = landmarker._predict_in_image(pil, [first])
+        crop = landmarker._refine(pil, [first], estimate, scale)[0][0]
+        images.append(
+            torch.from_numpy(np.ascontiguousarray(warp_crop(rgb, crop).transpose(2, 0, 1)))
+        )
+        points.append(torch.from_numpy(crop.to_crop(sample.points).astype(np.float32)))
+        vis = sample.visibility if sample.visibility is not None else np.ones(68, bool)
+        visibility.append(torch.from_numpy(np.asarray(vis, dtype=bool)))
+        matrices.append(torch.tensor(np.asarray(crop.matrix), dtype=torch.float64))
+        identities.append(sample.identity)
+        paths.append(str(sample.image_path))
+    if not images:
+        raise SystemExit("no training face had a detection holding its ground-truth centre")
+    print(
+        f"self crops: {len(images)} of {len(dataset.samples)} faces "
+        f"({time.perf_counter() - start:.0f} s)",
+        file=sys.stderr,
+    )
+    return CropCache(
+        torch.stack(images),
+        torch.stack(points),
+        torch.stack(visibility),
+        torch.stack(matrices),
+        identities,
+        paths,
+    )
+
+
+def concat(a, b):
+    from laplace_landmarks.data.cache import CropCache
+
+    return CropCache(
+        torch.cat([a.images, b.images]),
+        torch.cat([a.points, b.points]),
+        torch.cat([a.visibility, b.visibility]),
+        torch.cat([a.matrices, b.matrices]),
+        a.identities + b.identities,
+        a.paths + b.paths,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--crops-from", required=True, help="shipped name or weights file")
+    parser.add_argument("--weights", required=True, help="raw weights to start from")
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--gt-only", action="store_true", help="the control: no self crops")
+    parser.add_argument("--data-root", help="ytf68 folder (default: ../shared/data)")
+    parser.add_argument("--unlabeled", help="unlabelled faces for D (default: the run's)")
+    parser.add_argument("--max-train", type=int, help="first N training faces (tests)")
+    parser.add_argument("--max-val", type=int, help="first N validation faces (tests)")
+    parser.add_argument("--batch-size", type=int, help="default: the run's")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--cache-dir", help="crop caches (default ~/.cache/laplace-landmarks)")
+    args = parser.parse_args()
+
+    from laplace_landmarks.checkpoints import load_generator
+    from laplace_landmarks.config import RunConfig
+    from laplace_landmarks.training import Trainer, default_cache_dir, prepare_data
+
+    torch.set_num_threads(args.threads)
+    model, config, _ = load_generator(args.weights)
+    raw = config.to_dict()
+    raw["train"].update(epochs=args.epochs, lr=args.lr, threads=args.threads)
+    raw["data"].update(root=args.data_root, max_train=args.max_train, max_val=args.max_val)
+    if args.batch_size:
+        raw["train"]["batch_size"] = args.batch_size
+    if args.unlabeled:
+        raw["adversarial"]["unlabeled"] = args.unlabeled
+    config = RunConfig.from_dict(raw)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    data = prepare_data(config, cache_dir, progress=False)
+    if not args.gt_only:
+        extra = self_crops(args.crops_from, args.data_root, args.max_train, args.threads)
+        data = dataclasses.replace(data, train=concat(data.train, extra))
+    trainer = Trainer(config, args.out, progress=False, data=data)
+    state = {k: v for k, v in model.state_dict().items() if k != "point_offset"}
+    trainer.model.load_state_dict(state, strict=False)
+    history = trainer.fit()
+    print(
+        f"done: {len(history)} epochs on {len(data.train)} crops, last val NME "
+        f"{history[-1]['val_nme']:.3f}% (GT crops) -> {args.out}/last.pt"
+    )
+
+
+if __name__ == "__main__":
+    main()
