@@ -133,8 +133,8 @@ def tune(landmarkers: dict[str, Landmarker], args: argparse.Namespace) -> None:
         for on, base in bases.items():
             print(_row([name, on, "raw", "-", f"{base['nme']:.2f}", f"{base['jitter']:.3f}",
                         "1.00", "0"]))  # fmt: skip
-            for motion in ("velocity", "position"):
-                for noise in GRID:
+            for motion in args.motions:
+                for noise in args.grid:
                     options = {"process_noise": noise, "motion": motion}
                     if on == "detect":
                         results = smooth_offline(detected, **options)
@@ -190,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--process-noise", type=float, default=DEFAULT_PROCESS_NOISE)
     parser.add_argument("--motion", choices=("velocity", "position"), default="velocity")
     parser.add_argument("--tune", action="store_true", help="print the validation grid first")
+    parser.add_argument(
+        "--grid", type=float, nargs="+", default=GRID, help="process noises --tune tries"
+    )
+    parser.add_argument(
+        "--motions", nargs="+", choices=("velocity", "position"), default=("velocity", "position")
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
