@@ -27,6 +27,7 @@ Caches are ``.pt`` or ``.pt.xz`` files from ``~/.cache/laplace-landmarks``; the 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
 import lzma
@@ -164,9 +165,9 @@ def run_plan(args: argparse.Namespace) -> None:
     for run in runs:
         metrics = out / run["name"] / "metrics.csv"
         if metrics.exists():
-            rows = metrics.read_text().strip().splitlines()[1:]
-            nmes = [float(row.split(",")[-2]) for row in rows]
-            summary[run["name"]] = {"epochs": len(rows), "best_val_nme": min(nmes)}
+            with metrics.open() as handle:
+                nmes = [float(row["val_nme"]) for row in csv.DictReader(handle)]
+            summary[run["name"]] = {"epochs": len(nmes), "best_val_nme": min(nmes)}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
 

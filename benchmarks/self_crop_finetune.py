@@ -37,14 +37,11 @@ import torch
 
 def self_crops(crops_from: str, data_root: str | None, limit: int | None, threads: int):
     """The CropCache of trainval-train faces cropped by ``crops_from``'s detector path."""
-    from PIL import Image
-
     from laplace_landmarks import Landmarker
     from laplace_landmarks.data.cache import CropCache
     from laplace_landmarks.data.crops import warp_crop
     from laplace_landmarks.data.datasets import load_dataset
     from laplace_landmarks.data.images import to_rgb_array
-    from laplace_landmarks.detection import crop_from_detection
 
     if crops_from.endswith((".safetensors", ".pt")):
         landmarker = Landmarker.from_checkpoint(crops_from, threads=threads)
@@ -67,10 +64,7 @@ def self_crops(crops_from: str, data_root: str | None, limit: int | None, thread
             (d.box for d in holding),
             key=lambda b: np.hypot((b[0] + b[2]) / 2 - cx, (b[1] + b[3]) / 2 - cy),
         )
-        pil = Image.fromarray(rgb)
-        first = crop_from_detection(box, size=landmarker.crop_size)
-        estimate, scale = landmarker._predict_in_image(pil, [first])
-        crop = landmarker._refine(pil, [first], estimate, scale)[0][0]
+        crop = landmarker.predict(rgb, boxes=[box])[0].crop  # box -> first pass -> re-crop
         images.append(
             torch.from_numpy(np.ascontiguousarray(warp_crop(rgb, crop).transpose(2, 0, 1)))
         )
