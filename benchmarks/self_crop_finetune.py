@@ -35,22 +35,20 @@ import numpy as np
 import torch
 
 
-def self_crops(crops_from: str, data_root: str | None, limit: int | None, threads: int):
-    """The CropCache of trainval-train faces cropped by ``crops_from``'s detector path."""
+def self_crops(crops_from: str, samples, threads: int, label: str = "self crops"):
+    """The CropCache of ``samples`` (labelled faces) cropped by ``crops_from``'s detector path."""
     from laplace_landmarks import Landmarker
     from laplace_landmarks.data.cache import CropCache
     from laplace_landmarks.data.crops import warp_crop
-    from laplace_landmarks.data.datasets import load_dataset
     from laplace_landmarks.data.images import to_rgb_array
 
     if crops_from.endswith((".safetensors", ".pt")):
         landmarker = Landmarker.from_checkpoint(crops_from, threads=threads)
     else:
         landmarker = Landmarker.pretrained(crops_from, threads=threads)
-    dataset = load_dataset("ytf68", "trainval-train", root=data_root, max_images=limit)
     images, points, visibility, matrices, identities, paths = [], [], [], [], [], []
     start = time.perf_counter()
-    for sample in dataset.samples:
+    for sample in samples:
         rgb = to_rgb_array(str(sample.image_path), "image")
         cx, cy = np.nanmean(sample.points, axis=0)
         holding = [
@@ -77,8 +75,7 @@ def self_crops(crops_from: str, data_root: str | None, limit: int | None, thread
     if not images:
         raise SystemExit("no training face had a detection holding its ground-truth centre")
     print(
-        f"self crops: {len(images)} of {len(dataset.samples)} faces "
-        f"({time.perf_counter() - start:.0f} s)",
+        f"{label}: {len(images)} of {len(samples)} faces ({time.perf_counter() - start:.0f} s)",
         file=sys.stderr,
     )
     return CropCache(
@@ -104,6 +101,38 @@ def concat(a, b):
     )
 
 
+def pseudo_samples(paths: list[str], limit: int | None):
+    """Samples of the faces that ``pseudo_label.py`` labelled with a teacher (one or more files)."""
+    from laplace_landmarks.data.types import Sample
+
+    samples = []
+    for path in paths:
+        try:
+            labels = np.load(path)
+            rows = list(zip(labels["paths"], labels["points"], labels["identities"], strict=True))
+        except (OSError, KeyError, ValueError) as exc:
+            raise SystemExit(f"--pseudo: {path} is not a pseudo_label.py file ({exc})") from exc
+        samples += [
+            Sample(Path(str(p)), points=np.asarray(q, np.float64), identity=f"pseudo/{i}")
+            for p, q, i in rows
+        ]
+    return samples[:limit] if limit else samples
+
+
+def pseudo_crops(samples, args, config, cache_dir: Path):
+    """Teacher-labelled faces: 5-point crops from the teacher's points, plus (unless
+    ``--gt-only``) the crops the student's own detector path makes, the teacher's points mapped in."""
+    from laplace_landmarks.data.cache import build_crop_cache
+    from laplace_landmarks.data.types import LandmarkDataset
+
+    dataset = LandmarkDataset("pseudo", Path(args.pseudo[0]).stem, 68, samples)
+    d = config.data
+    cache = build_crop_cache(dataset, cache_dir, size=d.size, extension=d.extension, progress=False)
+    if args.gt_only:
+        return cache
+    return concat(cache, self_crops(args.crops_from, samples, args.threads, "pseudo self crops"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--crops-from", required=True, help="shipped name or weights file")
@@ -114,6 +143,12 @@ def main() -> None:
     parser.add_argument("--gt-only", action="store_true", help="the control: no self crops")
     parser.add_argument("--data-root", help="ytf68 folder (default: ../shared/data)")
     parser.add_argument("--unlabeled", help="unlabelled faces for D (default: the run's)")
+    parser.add_argument(
+        "--pseudo",
+        nargs="+",
+        help="teacher-labelled faces (benchmarks/pseudo_label.py) to add to training",
+    )
+    parser.add_argument("--max-pseudo", type=int, help="first N pseudo-labelled faces")
     parser.add_argument("--max-train", type=int, help="first N training faces (tests)")
     parser.add_argument("--max-val", type=int, help="first N validation faces (tests)")
     parser.add_argument("--batch-size", type=int, help="default: the run's")
@@ -126,6 +161,7 @@ def main() -> None:
     from laplace_landmarks.training import Trainer, default_cache_dir, prepare_data
 
     torch.set_num_threads(args.threads)
+    pseudo = pseudo_samples(args.pseudo, args.max_pseudo) if args.pseudo else None  # fail early
     model, config, _ = load_generator(args.weights)
     raw = config.to_dict()
     raw["train"].update(epochs=args.epochs, lr=args.lr, threads=args.threads)
@@ -138,8 +174,17 @@ def main() -> None:
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     data = prepare_data(config, cache_dir, progress=False)
     if not args.gt_only:
-        extra = self_crops(args.crops_from, args.data_root, args.max_train, args.threads)
+        from laplace_landmarks.data.datasets import load_dataset
+
+        train = load_dataset(
+            "ytf68", "trainval-train", root=args.data_root, max_images=args.max_train
+        )
+        extra = self_crops(args.crops_from, train.samples, args.threads)
         data = dataclasses.replace(data, train=concat(data.train, extra))
+    if args.pseudo:
+        data = dataclasses.replace(
+            data, train=concat(data.train, pseudo_crops(pseudo, args, config, cache_dir))
+        )
     trainer = Trainer(config, args.out, progress=False, data=data)
     state = {k: v for k, v in model.state_dict().items() if k != "point_offset"}
     trainer.model.load_state_dict(state, strict=False)

@@ -14,8 +14,15 @@ from laplace_landmarks.data.crops import crop_from_five_points, five_points_from
 from laplace_landmarks.detection import Detection, crop_from_detection
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.inference import Face
-from laplace_landmarks.smoothing import LaplaceKalman
-from laplace_landmarks.video import FaceTracker, predict_video, read_frames, write_video
+from laplace_landmarks.smoothing import LaplaceKalman, rts_smooth
+from laplace_landmarks.video import (
+    FaceTracker,
+    FrameResult,
+    predict_video,
+    read_frames,
+    smooth_offline,
+    write_video,
+)
 from laplace_landmarks.video_synth import inter_ocular, sample_photo, synthesize_video
 
 av = pytest.importorskip("av")
@@ -108,6 +115,179 @@ def test_kalman_skips_nan_and_checks_shapes():
         kf.update(np.zeros((3, 2)), np.ones((2, 2)))
     with pytest.raises(ValueError, match="motion"):
         LaplaceKalman(np.zeros((3, 2)), np.ones((3, 2)), 10.0, motion="jerk")
+    # a missing first measurement starts a diffuse prior: the first valid one sets the point
+    start = LaplaceKalman([[np.nan, 1.0], [2.0, 2.0]], [[1.0, 1.0], [1.0, 0.0]], face_size=10.0)
+    out = start.update([[5.0, 1.0], [2.0, 7.0]], np.ones((2, 2)))
+    np.testing.assert_allclose(out[[0, 1], [0, 1]], [5.0, 7.0], atol=1e-6)
+    assert np.isfinite(start.scale).all() and start.scale.max() < 1.0 + 1e-6
+
+
+# --- the offline (RTS) smoother -------------------------------------------------------------------
+
+
+def _causal(points, scale, sizes, **options):
+    """The causal filter over a whole (T, K, 2) sequence, as the tracker runs it."""
+    kf = LaplaceKalman(points[0], scale[0], sizes[0], **options)
+    out, b = [kf.points], [kf.scale]
+    for t in range(1, len(points)):
+        out.append(kf.update(points[t], scale[t], sizes[t]))
+        b.append(kf.scale)
+    return np.stack(out), np.stack(b)
+
+
+def _track(kind: str, frames: int = 300, seed: int = 0):
+    """Known truth (T, K, 2) for a constant-velocity or random-walk track, Laplace measurements
+    with per-point, per-frame scales, and the face size (about 100 px, changing)."""
+    rng = np.random.default_rng(seed)
+    start = rng.uniform(100, 300, size=(1, 20, 2))
+    if kind == "velocity":  # constant velocity per point, plus a little acceleration noise
+        velocity = rng.uniform(-1.5, 1.5, size=(1, 20, 2))
+        accel = np.cumsum(rng.normal(0, 0.02, size=(frames, 20, 2)), axis=0)
+        truth = start + velocity * np.arange(frames)[:, None, None] + np.cumsum(accel, axis=0)
+    else:  # random walk
+        truth = start + np.cumsum(rng.normal(0, 0.3, size=(frames, 20, 2)), axis=0)
+    scale = rng.uniform(0.5, 3.0, size=(frames, 20, 2))
+    sizes = 100 + 10 * np.sin(np.arange(frames) / 30)
+    return truth, truth + rng.laplace(0.0, scale), scale, sizes
+
+
+@pytest.mark.parametrize(("kind", "noise"), [("velocity", 0.002), ("random walk", 0.003)])
+@pytest.mark.parametrize("motion", ["velocity", "position"])
+def test_rts_beats_the_causal_filter_and_the_raw_points(kind, noise, motion):
+    truth, measured, scale, sizes = _track(kind)
+    options = {"process_noise": noise, "motion": motion}
+    smoothed, b = rts_smooth(measured, scale, sizes, **options)
+    causal = _causal(measured, scale, sizes, **options)[0]
+    error = {name: np.abs(v - truth).mean() for name, v in
+             [("raw", measured), ("causal", causal), ("rts", smoothed)]}  # fmt: skip
+    assert error["rts"] < 0.85 * error["causal"] and error["rts"] < 0.5 * error["raw"], error
+    assert smoothed.shape == b.shape == truth.shape and (b > 0).all()
+    assert np.mean(b) < np.mean(_causal(measured, scale, sizes, **options)[1])  # more data
+
+
+@pytest.mark.parametrize("motion", ["velocity", "position"])
+def test_rts_equals_the_causal_filter_on_the_last_frame(motion):
+    _, measured, scale, sizes = _track("velocity", frames=40, seed=1)
+    measured[5, 3] = np.nan  # skipped measurements too
+    scale[7, 4, 0] = 0.0
+    smoothed, b = rts_smooth(measured, scale, sizes, process_noise=0.01, motion=motion)
+    causal, causal_b = _causal(measured, scale, sizes, process_noise=0.01, motion=motion)
+    np.testing.assert_allclose(smoothed[-1], causal[-1], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(b[-1], causal_b[-1], rtol=1e-9)
+    assert not np.allclose(smoothed[:-1], causal[:-1])  # earlier frames use the later ones
+    one, one_b = rts_smooth(measured[:1], scale[:1], sizes[:1], motion=motion)  # a single frame
+    np.testing.assert_array_equal(one, measured[:1])
+    np.testing.assert_allclose(one_b, scale[:1])
+
+
+def test_rts_confident_measurement_pulls_harder():
+    """An outlier in the middle of a still track: with a small b it moves the smoothed point
+    (and its neighbours) much more than with a large b."""
+    points = np.zeros((21, 2, 2))
+    scale = np.ones((21, 2, 2))
+    points[10] = 5.0
+    scale[10, 0], scale[10, 1] = 0.2, 5.0  # point 0 confident, point 1 uncertain
+    smoothed, b = rts_smooth(points, scale, 100.0, process_noise=0.01)
+    assert smoothed[10, 0, 0] > 4.0 and smoothed[10, 1, 0] < 0.5
+    assert smoothed[9, 0, 0] > 4 * smoothed[9, 1, 0] > 0
+    assert b[10, 0, 0] < b[10, 1, 0]
+    np.testing.assert_allclose(smoothed[..., 0], smoothed[..., 1])  # axes are independent
+
+
+def test_rts_skips_non_finite_measurements():
+    _, measured, scale, sizes = _track("velocity", frames=60, seed=2)
+    reference, _ = rts_smooth(measured, scale, sizes, process_noise=0.01)
+    holes, bad_scale = measured.copy(), scale.copy()
+    holes[20:23, 0] = np.nan  # point 0 missing on three frames (both axes)
+    holes[30, 1, 0] = np.inf
+    bad_scale[40, 2, 1] = np.nan
+    bad_scale[41, 3, 0] = -1.0
+    smoothed, b = rts_smooth(holes, bad_scale, sizes, process_noise=0.01)
+    assert np.isfinite(smoothed).all() and np.isfinite(b).all()
+    assert (b[20:23, 0] > b[19, 0]).all()  # less certain where the measurement is missing
+    # skipping equals a measurement with a (practically) infinite variance
+    huge = scale.copy()
+    huge[20:23, 0], huge[30, 1, 0], huge[40, 2, 1], huge[41, 3, 0] = 1e7, 1e7, 1e7, 1e7
+    expected, _ = rts_smooth(measured, huge, sizes, process_noise=0.01)
+    np.testing.assert_allclose(smoothed, expected, atol=1e-6)
+    untouched = np.ones(measured.shape[1], dtype=bool)
+    untouched[:4] = False
+    np.testing.assert_allclose(smoothed[:, untouched], reference[:, untouched])
+
+
+def test_rts_missing_first_frame_starts_from_the_later_ones():
+    _, measured, scale, sizes = _track("velocity", frames=60, seed=3)
+    measured[:3, 0] = np.nan
+    smoothed, b = rts_smooth(measured, scale, sizes, process_noise=0.01)
+    assert np.isfinite(smoothed).all() and np.isfinite(b).all()
+    full, _ = rts_smooth(_track("velocity", frames=60, seed=3)[1], scale, sizes, process_noise=0.01)
+    assert np.abs(smoothed[:3, 0] - full[:3, 0]).max() < 10 * scale[:3, 0].max()
+    assert (b[:3, 0] > b[5, 0]).all()
+
+
+@pytest.mark.parametrize(
+    ("points", "scale", "sizes", "options", "match"),
+    [
+        (np.zeros((5, 3)), np.ones((5, 3)), 1.0, {}, r"\(T, K, 2\)"),
+        (np.zeros((0, 3, 2)), np.ones((0, 3, 2)), 1.0, {}, r"T >= 1"),
+        (np.zeros((5, 3, 2)), np.ones((5, 2, 2)), 1.0, {}, "scale must have the shape"),
+        (np.zeros((5, 3, 2)), np.ones((5, 3, 2)), np.ones(4), {}, r"face_sizes .* \(5,\)"),
+        (np.zeros((5, 3, 2)), np.ones((5, 3, 2)), -1.0, {}, "finite and positive"),
+        (np.zeros((5, 3, 2)), np.ones((5, 3, 2)), 1.0, {"motion": "jerk"}, "motion"),
+        (np.zeros((5, 3, 2)), np.ones((5, 3, 2)), 1.0, {"process_noise": -1}, "process_noise"),
+    ],
+)
+def test_rts_rejects_bad_input(points, scale, sizes, options, match):
+    with pytest.raises(ValueError, match=match):
+        rts_smooth(points, scale, sizes, **options)
+
+
+def _face(points, scale, track_id, detected=False):
+    from laplace_landmarks.data.crops import Crop
+    from laplace_landmarks.tracking import TrackedFace
+
+    crop = crop_from_five_points(five_points_from_68(points), 80)
+    assert isinstance(crop, Crop)
+    return TrackedFace(points + 7.0, scale, points, scale, (0.0, 0.0, 1.0, 1.0), None, crop,
+                       track_id, detected)  # fmt: skip
+
+
+def test_smooth_offline_smooths_each_track_run_on_its_raw_points():
+    from laplace_landmarks.tracking import face_size
+
+    rng = np.random.default_rng(4)
+    base = _template() * 60 + 150
+    raw = base + rng.laplace(0, 1.0, size=(12, 68, 2))
+    scale = np.full((12, 68, 2), 1.0)
+    # track 0 on frames 0-5 (detected on 0), none on 6, track 1 on 7-11 beside track 0 again on 9-11
+    results = []
+    for t in range(12):
+        faces = []
+        if t <= 5 or t >= 9:
+            faces.append(_face(raw[t], scale[t], 0, detected=t == 0))
+        if t >= 7:
+            faces.append(_face(raw[t] + 200, scale[t], 1, detected=t == 7))
+        results.append(FrameResult(t, t / 25, faces, t in (0, 7)))
+    smoothed = smooth_offline(results, process_noise=0.01)
+    assert len(smoothed) == 12 and [r.index for r in smoothed] == list(range(12))
+    assert results[1].faces[0].points is not smoothed[1].faces[0].points  # input unchanged
+    np.testing.assert_array_equal(results[1].faces[0].points, raw[1] + 7.0)
+    runs = {(0, range(0, 6)): 0, (0, range(9, 12)): 0, (1, range(7, 12)): 200}
+    for (track, frames), shift in runs.items():
+        members = [next(f for f in smoothed[t].faces if f.track_id == track) for t in frames]
+        originals = [next(f for f in results[t].faces if f.track_id == track) for t in frames]
+        sizes = [face_size(f.crop) for f in originals]
+        expected, b = rts_smooth(raw[list(frames)] + shift, scale[list(frames)], sizes, 0.01)
+        np.testing.assert_allclose(np.stack([f.points for f in members]), expected)
+        np.testing.assert_allclose(np.stack([f.scale for f in members]), b)
+        for face, original in zip(members, originals, strict=True):
+            np.testing.assert_array_equal(face.raw_points, original.raw_points)
+            assert face.crop is original.crop and face.detected == original.detected
+            assert (face.box == original.box) == face.detected  # tracked boxes follow the points
+    assert smoothed[6].faces == [] and smoothed[0].detector_ran
+    bad = [FrameResult(0, 0.0, [_face(base, scale[0], 3), _face(base, scale[0], 3)], True)]
+    with pytest.raises(ValueError, match="same track_id"):
+        smooth_offline(bad)
 
 
 # --- the tracker, with a model-free landmarker that follows a bright disc -----------------------
@@ -193,6 +373,52 @@ def test_tracker_reuses_previous_points_and_redetects_after_a_cut(smooth):
     np.testing.assert_allclose((five.min(axis=0) + five.max(axis=0)) / 2, (220, 80), atol=0.5)
 
 
+def test_predict_video_offline_tracks_causally_and_smooths_afterwards():
+    landmarker = DiscLandmarker()
+    frames = _disc_video(blank=range(15, 18))
+    trackers = {kind: FaceTracker(landmarker) for kind in ("causal", "offline")}
+    causal = predict_video(landmarker, frames, smooth=True, tracker=trackers["causal"])
+    offline = predict_video(landmarker, frames, smooth="offline", tracker=trackers["offline"],
+                            offline_process_noise=0.01)  # fmt: skip
+    assert trackers["causal"].detector_calls == trackers["offline"].detector_calls == 5
+    for c, o in zip(causal, offline, strict=True):
+        assert [f.track_id for f in c.faces] == [f.track_id for f in o.faces]
+        for cf, of in zip(c.faces, o.faces, strict=True):  # the same crops and measurements
+            np.testing.assert_array_equal(cf.raw_points, of.raw_points)
+            np.testing.assert_array_equal(cf.crop.matrix, of.crop.matrix)
+    # with the causal filter's process noise, the last frame of the track is the causal one
+    np.testing.assert_allclose(offline[14].faces[0].points, causal[14].faces[0].points)
+    assert not np.allclose(offline[5].faces[0].points, causal[5].faces[0].points)
+    raw = predict_video(landmarker, frames[:3], smooth="none")[1].faces[0]
+    np.testing.assert_array_equal(raw.points, raw.raw_points)
+    with pytest.raises(ValueError, match="smooth must be"):
+        predict_video(landmarker, frames, smooth="fancy")
+    with pytest.raises(ValueError, match="on_frame"):
+        predict_video(landmarker, frames, smooth="offline", on_frame=lambda frame, result: None)
+
+
+def test_offline_overlay_draws_the_smoothed_points(tmp_path, monkeypatch):
+    from laplace_landmarks.commands import predict_video as command
+
+    path = write_video(tmp_path / "disc.mp4", _disc_video(blank=range(30, 31), count=20), 10)
+    drawn = []
+
+    def spy(image, result):
+        drawn.append([face.points.copy() for face in result.faces])
+        return image
+
+    monkeypatch.setattr(command, "overlay", spy)
+    landmarker = DiscLandmarker()
+    result = command.predict_one_video(landmarker, path, "offline", tmp_path / "out.mp4")
+    assert result.smoothing == "offline" and len(result.frames) == len(drawn) == 20
+    for points, frame in zip(drawn, result.frames, strict=True):
+        np.testing.assert_array_equal(points[0], frame.faces[0].points)
+    causal = command.predict_one_video(landmarker, path, "causal")
+    assert not np.allclose(causal.frames[3].faces[0].points, drawn[3][0])
+    assert len(list(read_frames(tmp_path / "out.mp4"))) == 20
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
 # --- the synthetic video -------------------------------------------------------------------------
 
 
@@ -230,7 +456,8 @@ def test_predict_video_cli_csv_and_overlay(face_video, tmp_path):
                  "--threads", "1"])  # fmt: skip
     assert code == 0
     rows = list(csv.DictReader((out / "landmarks.csv").open()))
-    assert rows and len(rows[0]) == 6 + 4 * 68 + 5
+    assert rows and len(rows[0]) == 6 + 4 * 68 + 5 + 1
+    assert {r["smoothing"] for r in rows} == {"offline"}  # the default for video files
     frames = [int(r["frame"]) for r in rows]
     assert frames == sorted(frames) and set(frames) <= set(range(40)) and frames[0] == 0
     assert rows[0]["detected"] == "1" and all(np.isfinite(float(r["bx67"])) for r in rows)
@@ -243,12 +470,44 @@ def test_predict_video_cli_json(face_video, tmp_path, capsys):
     assert code == 0
     document = json.loads(capsys.readouterr().out)
     assert document["smooth"] is False and not document["errors"]
+    assert document["smoothing"] == "none" and document["process_noise"] is None
+    assert document["videos"][0]["smoothing"] == "none"
     (video,) = document["videos"]
     assert video["frames"] == 40 and len(video["results"]) == 40
     assert [r["frame"] for r in video["results"]] == list(range(40))
     assert video["results"][0]["detector_ran"] and video["detector_calls"] >= 1
     face = video["results"][0]["faces"][0]
     assert np.array(face["points"]).shape == (68, 2) and np.array(face["scale"]).shape == (68, 2)
+
+
+def test_predict_video_cli_smooth_option(face_video, tmp_path, capsys):
+    from laplace_landmarks.smoothing import DEFAULT_OFFLINE_PROCESS_NOISE, DEFAULT_PROCESS_NOISE
+
+    documents = {}
+    for kind in ("causal", "offline"):
+        out = tmp_path / kind
+        code = main(["predict", str(face_video), "--smooth", kind, "--out", str(out),
+                     "--threads", "1"])  # fmt: skip
+        assert code == 0
+        documents[kind] = json.loads((out / "landmarks.json").read_text())
+        assert not list(out.glob(".*tmp*"))
+    noise = {"causal": DEFAULT_PROCESS_NOISE, "offline": DEFAULT_OFFLINE_PROCESS_NOISE}
+    for kind, document in documents.items():
+        assert document["smooth"] is True and document["smoothing"] == kind
+        assert document["process_noise"] == noise[kind]
+        assert document["videos"][0]["smoothing"] == kind
+    causal, offline = (documents[k]["videos"][0]["results"] for k in ("causal", "offline"))
+    assert [r["detector_ran"] for r in causal] == [r["detector_ran"] for r in offline]
+    tracks = [[[f["track"] for f in r["faces"]] for r in run] for run in (causal, offline)]
+    assert tracks[0] == tracks[1]
+    assert causal[5]["faces"][0]["points"] != offline[5]["faces"][0]["points"]
+    capsys.readouterr()
+    args = ["predict", str(face_video), "--smooth", "offline", "--no-smooth"]
+    assert main(args) == 2
+    assert "--no-smooth contradicts --smooth offline" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["predict", str(face_video), "--smooth", "sometimes"])
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_predict_video_cli_corrupt_file_exits_2(tmp_path, capsys):

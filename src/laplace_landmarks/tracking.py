@@ -115,6 +115,12 @@ def box_for_crop(crop: Crop) -> Box:
     return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
 
 
+def box_for_points(points: np.ndarray, crop_size: int) -> Box:
+    """The box of a tracked frame: the one the detector-crop rule would turn into the 5-point
+    crop of ``points`` (so boxes look alike on detected and tracked frames)."""
+    return box_for_crop(crop_from_five_points(five_points_from_68(points), crop_size))
+
+
 def _overlaps(box: Box, other: Box, threshold: float = 0.3) -> bool:
     """Intersection over union above ``threshold``."""
     w = min(box[2], other[2]) - max(box[0], other[0])
@@ -237,7 +243,7 @@ class FaceTracker:
             points = track.filter.update(raw_points, raw_scale, face_size(crop))
             scale = track.filter.scale
         track.points = points
-        box = box_for_crop(crop_from_five_points(five_points_from_68(points), crop.size))
+        box = box_for_points(points, crop.size)
         return TrackedFace(
             points, scale, raw_points, raw_scale, box, score, crop, track.track_id, detected
         )

@@ -9,6 +9,13 @@ from the previous frame's (smoothed) points by the paper's 5-point rule. The los
 uncertainty-aware Kalman smoothing are documented in :mod:`laplace_landmarks.tracking` and
 :mod:`laplace_landmarks.smoothing`.
 
+Smoothing (``predict_video(..., smooth=...)``): ``"causal"`` (or ``True``) runs the Kalman
+filter frame by frame, each output using only the frames up to it; ``"offline"`` first tracks
+the same way (the crops, and so the network's measurements and the detector calls, are exactly
+the causal run's), then replaces each track's points by the two-pass RTS smoother over that
+track's raw measurements (:func:`smooth_offline`, :func:`~laplace_landmarks.smoothing.rts_smooth`),
+which also uses the later frames; ``"none"`` (or ``False``) gives the raw per-frame predictions.
+
 Example:
     >>> from laplace_landmarks import Landmarker
     >>> from laplace_landmarks.video import predict_video
@@ -20,7 +27,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +35,14 @@ import numpy as np
 
 from laplace_landmarks.atomic import atomic_path
 from laplace_landmarks.errors import LandmarksError
-from laplace_landmarks.tracking import FaceTracker, TrackedFace
+from laplace_landmarks.smoothing import DEFAULT_OFFLINE_PROCESS_NOISE, rts_smooth
+from laplace_landmarks.tracking import FaceTracker, TrackedFace, box_for_points, face_size
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
+#: ``smooth=`` values of :func:`predict_video` (True means "causal", False "none").
+SMOOTHING_KINDS = ("causal", "offline", "none")
 __all__ = [
+    "SMOOTHING_KINDS",
     "VIDEO_EXTENSIONS",
     "FaceTracker",
     "FrameResult",
@@ -39,6 +50,8 @@ __all__ = [
     "VideoFrame",
     "predict_video",
     "read_frames",
+    "smooth_offline",
+    "smoothing_kind",
     "track_frames",
     "video_fps",
     "write_video",
@@ -175,13 +188,83 @@ def _encode(container: Any, frames: Iterable[np.ndarray], fps: float, codec: str
     container.mux(stream.encode(None))
 
 
+def smoothing_kind(smooth: bool | str) -> str:
+    """``"causal"``, ``"offline"`` or ``"none"`` for a ``smooth=`` value (True is "causal",
+    False is "none"); ValueError for anything else."""
+    if smooth is True or smooth is False:
+        return "causal" if smooth else "none"
+    if isinstance(smooth, str) and smooth in SMOOTHING_KINDS:
+        return smooth
+    raise ValueError(f"smooth must be True, False or one of {SMOOTHING_KINDS}, got {smooth!r}")
+
+
+def smooth_offline(
+    results: list[FrameResult], process_noise: float | None = None, motion: str = "velocity"
+) -> list[FrameResult]:
+    """Two-pass (RTS) smoothing of finished video results, track by track.
+
+    The faces are grouped by ``track_id`` into runs of consecutive results (a track missing
+    from a result ends its run). Each run's ``raw_points`` / ``raw_scale`` go through
+    :func:`~laplace_landmarks.smoothing.rts_smooth` with the face size of each frame's crop, and
+    replace ``points`` / ``scale`` (and, on tracked frames, the ``box`` derived from the
+    points). Everything else, and the input list, is unchanged.
+
+    Args:
+        results: FrameResults in frame order (e.g. from :func:`predict_video`).
+        process_noise: default ``smoothing.DEFAULT_OFFLINE_PROCESS_NOISE``.
+        motion: ``"velocity"`` or ``"position"``.
+
+    Returns:
+        New FrameResults, one per input, in order.
+    """
+    noise = DEFAULT_OFFLINE_PROCESS_NOISE if process_noise is None else float(process_noise)
+    runs: list[list[tuple[int, int]]] = []
+    active: dict[int, list[tuple[int, int]]] = {}
+    for i, result in enumerate(results):
+        ids = [face.track_id for face in result.faces]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"frame {result.index}: two faces have the same track_id {ids}")
+        for track_id in [t for t in active if t not in ids]:
+            runs.append(active.pop(track_id))
+        for j, track_id in enumerate(ids):
+            active.setdefault(track_id, []).append((i, j))
+    runs.extend(active.values())
+    faces = [list(result.faces) for result in results]
+    for run in runs:
+        members = [results[i].faces[j] for i, j in run]
+        shapes = {face.raw_points.shape for face in members}
+        if len(shapes) != 1:
+            raise ValueError(f"track {members[0].track_id}: point counts differ ({shapes})")
+        points, scale = rts_smooth(
+            np.stack([face.raw_points for face in members]),
+            np.stack([face.raw_scale for face in members]),
+            [face_size(face.crop) for face in members],
+            process_noise=noise,
+            motion=motion,
+        )
+        for (i, j), face, p, b in zip(run, members, points, scale, strict=True):
+            faces[i][j] = _with_points(face, p, b)
+    return [replace(result, faces=new) for result, new in zip(results, faces, strict=True)]
+
+
+def _with_points(face: TrackedFace, points: np.ndarray, scale: np.ndarray) -> TrackedFace:
+    box = face.box
+    if not face.detected:  # a tracked frame's box follows its points; a detector box stays
+        try:
+            box = box_for_points(points, face.crop.size)
+        except ValueError:
+            pass  # degenerate points: keep the box the tracker gave
+    return replace(face, points=points, scale=scale, box=box)
+
+
 def predict_video(
     landmarker: Any,
     video: str | Path | Iterable[np.ndarray],
-    smooth: bool = True,
+    smooth: bool | str = True,
     fps: float | None = None,
     tracker: FaceTracker | None = None,
     on_frame: Callable[[VideoFrame, FrameResult], None] | None = None,
+    offline_process_noise: float | None = None,
     **tracker_options: Any,
 ) -> list[FrameResult]:
     """Landmarks of every frame of a video, tracked from frame to frame (see the module doc).
@@ -189,22 +272,36 @@ def predict_video(
     Args:
         landmarker: a :class:`~laplace_landmarks.inference.Landmarker`.
         video: a video file path, or an iterable of (H, W, 3) uint8 RGB frames.
-        smooth: run the uncertainty-aware Kalman filter (else raw per-frame predictions).
+        smooth: ``"causal"`` / True (the Kalman filter, frame by frame), ``"offline"`` (track
+            with the causal filter, then the two-pass RTS smoother over the whole video) or
+            ``"none"`` / False (raw per-frame predictions).
         fps: the frame rate for the ``time`` of in-memory frames (default 25).
         tracker: a FaceTracker to use (e.g. to read its ``detector_calls`` afterwards); else
             one is built with ``smooth`` and ``tracker_options`` (process_noise, motion,
-            max_faces, max_uncertainty, uncertainty_jump, max_size_drift).
-        on_frame: called with each frame and its result as soon as it is done.
+            max_faces, max_uncertainty, uncertainty_jump, max_size_drift). With "offline" the
+            tracker's own filter places the crops; the output is smoothed afterwards.
+        on_frame: called with each frame and its result as soon as it is done. Not allowed
+            with "offline", whose points are only known once the whole video is tracked.
+        offline_process_noise: the RTS smoother's process noise (default
+            ``smoothing.DEFAULT_OFFLINE_PROCESS_NOISE``); its motion model is the tracker's.
 
     Returns:
         One :class:`FrameResult` per frame, in order.
     """
-    tracker = tracker or FaceTracker(landmarker, smooth=smooth, **tracker_options)
+    kind = smoothing_kind(smooth)
+    if kind == "offline" and on_frame is not None:
+        raise ValueError(
+            "on_frame sees each frame before the offline smoother has run; with "
+            "smooth='offline' use the returned results"
+        )
+    tracker = tracker or FaceTracker(landmarker, smooth=kind != "none", **tracker_options)
     results = []
     for frame, result in track_frames(tracker, _frames(video, fps)):
         results.append(result)
         if on_frame is not None:
             on_frame(frame, result)
+    if kind == "offline":
+        results = smooth_offline(results, offline_process_noise, tracker.motion)
     return results
 
 

@@ -6,6 +6,11 @@ continuous edge coordinates. JSON (one line per frame) or CSV (one row per face 
 stdout, or to ``--out DIR/landmarks.{json,csv}``; ``--draw`` writes ``DIR/<stem>_landmarks.mp4``.
 Every file is written atomically. A video that cannot be read is reported and skipped; exit 2
 when none could be processed.
+
+``--smooth offline`` (the default) tracks the whole video first (the causal filter places the
+crops), then smooths each track with the two-pass RTS smoother; ``--draw`` then decodes the
+video a second time to draw the smoothed points (no frames are held in memory).
+``--smooth causal`` and ``none`` draw while tracking, in one pass.
 """
 
 from __future__ import annotations
@@ -23,7 +28,14 @@ from typing import Any
 import numpy as np
 
 from laplace_landmarks.errors import LandmarksError
-from laplace_landmarks.video import VIDEO_EXTENSIONS, FrameResult, VideoFrame
+from laplace_landmarks.smoothing import DEFAULT_OFFLINE_PROCESS_NOISE, DEFAULT_PROCESS_NOISE
+from laplace_landmarks.video import VIDEO_EXTENSIONS, FrameResult, VideoFrame, smoothing_kind
+
+#: ``--smooth`` when not given: a video file has every frame, so the two-pass smoother can use
+#: the later ones too. On the validation video (tracked, both rcn-lite models) it left x0.21-0.23
+#: of the unsmoothed flicker at -0.06 to -0.00 NME points, the causal filter x0.53-0.55 at
+#: +0.06 to +0.10 (benchmarks/video_smoothing.py; docs/results.md, Video).
+DEFAULT_SMOOTHING = "offline"
 
 
 def is_video_run(paths: list[str]) -> bool:
@@ -40,6 +52,7 @@ class VideoResult:
     size: tuple[int, int] = (0, 0)
     detector_calls: int = 0
     frames: list[FrameResult] = field(default_factory=list)
+    smoothing: str = DEFAULT_SMOOTHING
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -49,6 +62,7 @@ class VideoResult:
             "fps": round(self.fps, 6),
             "frames": len(self.frames),
             "detector_calls": self.detector_calls,
+            "smoothing": self.smoothing,
         }
 
 
@@ -65,7 +79,7 @@ def run_predict_video(args: argparse.Namespace) -> int:
     landmarker = image_predict.load_landmarker(
         args.model, refine=not args.no_refine, threads=args.threads, **backend
     )
-    smooth = not getattr(args, "no_smooth", False)
+    smooth = _smoothing(args)
     results, errors = [], []
     for raw in args.paths:
         path = Path(raw)
@@ -99,32 +113,69 @@ def _check_args(args: argparse.Namespace) -> None:
         raise LandmarksError("--boxes is for images; videos use the detector and tracking")
     if args.threads is not None and args.threads < 1:
         raise LandmarksError(f"--threads must be >= 1, got {args.threads}")
+    _smoothing(args)
+
+
+def _smoothing(args: argparse.Namespace) -> str:
+    """The smoothing kind from ``--smooth`` and its alias ``--no-smooth``."""
+    chosen = getattr(args, "smooth", None)
+    if getattr(args, "no_smooth", False):
+        if chosen not in (None, "none"):
+            raise LandmarksError(f"--no-smooth contradicts --smooth {chosen}")
+        return "none"
+    return chosen or DEFAULT_SMOOTHING
 
 
 def predict_one_video(
-    landmarker: Any, path: Path, smooth: bool, draw: Path | None = None
+    landmarker: Any, path: Path, smooth: bool | str = DEFAULT_SMOOTHING, draw: Path | None = None
 ) -> VideoResult:
-    """Track and smooth one video; with ``draw``, stream an overlay video there (atomically)."""
-    from laplace_landmarks.video import FaceTracker, read_frames, track_frames, video_fps
+    """Track and smooth one video (``smooth``: "offline", "causal"/True or "none"/False); with
+    ``draw``, write an overlay video of the output points there (atomically)."""
+    from laplace_landmarks.video import (
+        FaceTracker,
+        read_frames,
+        smooth_offline,
+        track_frames,
+        video_fps,
+        write_video,
+    )
 
-    result = VideoResult(path, fps=video_fps(path))
-    tracker = FaceTracker(landmarker, smooth=smooth)
+    kind = smoothing_kind(smooth)
+    result = VideoResult(path, fps=video_fps(path), smoothing=kind)
+    tracker = FaceTracker(landmarker, smooth=kind != "none")
+    live = draw if kind != "offline" else None  # offline: draw after smoothing
 
     def frames() -> Iterator[np.ndarray]:
         for frame, frame_result in track_frames(tracker, _progress(read_frames(path), path.name)):
             result.frames.append(frame_result)
             result.size = (frame.image.shape[1], frame.image.shape[0])
-            yield frame.image if draw is None else overlay(frame.image, frame_result)
+            yield frame.image if live is None else overlay(frame.image, frame_result)
 
-    if draw is None:
+    if live is None:
         for _ in frames():
             pass
     else:
-        from laplace_landmarks.video import write_video
-
-        write_video(draw, frames(), result.fps)
+        write_video(live, frames(), result.fps)
     result.detector_calls = tracker.detector_calls
+    if kind == "offline":
+        result.frames = smooth_offline(result.frames, motion=tracker.motion)
+        if draw is not None:
+            write_video(draw, _redraw(path, result.frames), result.fps)
     return result
+
+
+def _redraw(path: Path, results: list[FrameResult]) -> Iterator[np.ndarray]:
+    """Decode the video again and draw each frame's (final) result on it."""
+    from laplace_landmarks.video import read_frames
+
+    count = 0
+    for frame in _progress(read_frames(path), f"{path.name} (drawing)"):
+        if frame.index >= len(results):
+            raise LandmarksError(f"{path}: more frames on the second read than on the first")
+        yield overlay(frame.image, results[frame.index])
+        count += 1
+    if count != len(results):
+        raise LandmarksError(f"{path}: {count} frames on the second read, {len(results)} before")
 
 
 def overlay(image: np.ndarray, result: FrameResult) -> np.ndarray:
@@ -145,13 +196,23 @@ def overlay(image: np.ndarray, result: FrameResult) -> np.ndarray:
 
 
 def format_json(
-    model: str, smooth: bool, results: list[VideoResult], errors: list[dict[str, str]]
+    model: str, smooth: bool | str, results: list[VideoResult], errors: list[dict[str, str]]
 ) -> str:
-    """``{"model", "version", "smooth", "videos": [{..., "results": [frame, ...]}], "errors"}``,
-    one line per frame."""
+    """``{"model", "version", "smooth", "smoothing", "process_noise", "videos": [{...,
+    "results": [frame, ...]}], "errors"}``, one line per frame. ``smooth`` is whether the points
+    are smoothed at all, ``smoothing`` which smoother ran ("offline", "causal" or "none") and
+    ``process_noise`` its setting (null for none)."""
     from laplace_landmarks import __version__
 
-    head = {"model": model, "version": __version__, "smooth": smooth}
+    kind = smoothing_kind(smooth)
+    noise = {"offline": DEFAULT_OFFLINE_PROCESS_NOISE, "causal": DEFAULT_PROCESS_NOISE}.get(kind)
+    head = {
+        "model": model,
+        "version": __version__,
+        "smooth": kind != "none",
+        "smoothing": kind,
+        "process_noise": noise,
+    }
     parts = [json.dumps(head)[:-1] + ',\n "videos": [']
     for number, video in enumerate(results):
         frames = ",\n    ".join(json.dumps(f.to_dict()) for f in video.frames)
@@ -164,12 +225,13 @@ def format_json(
 
 def video_csv(results: list[VideoResult]) -> str:
     """Rows ``video,frame,time,face,track,detected,x0,y0..x67,y67,bx0,by0..bx67,by67,
-    box_x0,box_y0,box_x1,box_y1,score``: one per face and frame (frames without a face have
-    no row)."""
+    box_x0,box_y0,box_x1,box_y1,score,smoothing``: one per face and frame (frames without a
+    face have no row); ``smoothing`` is "offline", "causal" or "none"."""
     count = next((len(f.points) for v in results for r in v.frames for f in r.faces), 68)
     from laplace_landmarks.commands.predict import landmark_columns
 
     header = ["video", "frame", "time", "face", "track", "detected", *landmark_columns(count)]
+    header.append("smoothing")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -179,7 +241,8 @@ def video_csv(results: list[VideoResult]) -> str:
                 numbers = [*face.points.ravel(), *face.scale.ravel(), *face.box]
                 score = "" if face.score is None else f"{face.score:.6g}"
                 head = [str(video.path), frame.index, f"{frame.time:.6g}", number, face.track_id]
-                writer.writerow([*head, int(face.detected), *(f"{v:.3f}" for v in numbers), score])
+                values = (f"{v:.3f}" for v in numbers)
+                writer.writerow([*head, int(face.detected), *values, score, video.smoothing])
     return buffer.getvalue()
 
 
