@@ -18,19 +18,14 @@ import time
 import numpy as np
 import torch
 
+from laplace_landmarks.commands.predict import load_landmarker
 from laplace_landmarks.data.datasets import load_dataset
 from laplace_landmarks.data.images import load_image
 from laplace_landmarks.evaluation import auc_at, failure_rate, nme_per_face
-from laplace_landmarks.inference import Landmarker
 
 
 def score_model(name: str, samples, flip_test: bool, refine: int) -> dict:
-    lm = (
-        Landmarker.pretrained(name)
-        if not name.endswith((".pt", ".safetensors"))
-        else (Landmarker.from_checkpoint(name))
-    )
-    lm.refine, lm.flip_test = refine, flip_test
+    lm = load_landmarker(name, refine=refine, threads=None, flip_test=flip_test)
     errors, fallback, missed = [], [], 0
     start = time.perf_counter()
     for sample in samples:

@@ -6,6 +6,7 @@ on purpose (the shipped weights may be early snapshots) and are marked ACCURACY.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from importlib import resources
@@ -20,6 +21,7 @@ from PIL import Image
 from laplace_landmarks import Face, Landmarker
 from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68, warp_crop
 from laplace_landmarks.data.formats import read_pts
+from laplace_landmarks.data.images import load_image
 from laplace_landmarks.detection import crop_from_detection
 from laplace_landmarks.errors import ImageError, LandmarksError
 from laplace_landmarks.weights import list_pretrained, pretrained_path
@@ -254,6 +256,19 @@ def test_flip_test_and_threads(landmarker, emmy_faces):
     assert torch.get_num_threads() == previous  # restored
     size = float(np.ptp(emmy_faces[0].points, axis=0).mean())
     assert np.linalg.norm(face.points - emmy_faces[0].points, axis=1).mean() < 0.1 * size
+
+
+def test_flip_test_keeps_the_calibrated_offset(landmarker):
+    """Flip averaging must keep point_offset as fitted: a shift added to the offset moves the
+    flip-averaged points by exactly that shift (not by its mirror image, which cancels in x)."""
+    crops = torch.from_numpy(np.ascontiguousarray(warp_crop(load_image(EMMY), crop_from_detection(
+        (60.0, 60.0, 190.0, 190.0), 80)).transpose(2, 0, 1)[None]))  # fmt: skip
+    model = copy.deepcopy(landmarker.model)
+    flipped = Landmarker(model, landmarker.config, flip_test=True)
+    before, _ = flipped.predict_batch(crops)
+    model.point_offset += torch.tensor([1.5, -0.5])
+    after, _ = flipped.predict_batch(crops)
+    np.testing.assert_allclose(after - before, np.broadcast_to([1.5, -0.5], after.shape), atol=1e-4)
 
 
 def test_face_to_dict_is_json(emmy_faces):

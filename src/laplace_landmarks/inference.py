@@ -36,7 +36,7 @@ from laplace_landmarks.checkpoints import load_generator
 from laplace_landmarks.config import RunConfig
 from laplace_landmarks.data.crops import Crop, crop_from_five_points, five_points_from_68, warp_crop
 from laplace_landmarks.data.images import to_rgb_array
-from laplace_landmarks.decoding import predict_crops
+from laplace_landmarks.decoding import point_offset, predict_crops
 from laplace_landmarks.detection import FaceDetector, crop_from_detection
 from laplace_landmarks.errors import LandmarksError
 
@@ -247,9 +247,16 @@ class Landmarker:
         points, scale = self._forward(crops)
         if self._mirror is not None:
             flipped_points, flipped_scale = self._forward(crops.flip(-1).contiguous())
+            # The fitted point_offset (calibrate) corrects the model, not the image: it belongs
+            # to each output landmark as it is, so take it off before mirroring and put it back.
+            offset = point_offset(self.model)
+            if offset is not None:
+                flipped_points = flipped_points - offset.to(flipped_points)
             mirror = torch.as_tensor(self._mirror)
             unflipped = flipped_points[:, mirror].clone()
             unflipped[..., 0] = crops.shape[-1] - 1 - unflipped[..., 0]
+            if offset is not None:
+                unflipped = unflipped + offset.to(unflipped)
             points = (points + unflipped) / 2
             scale = (scale + flipped_scale[:, mirror]) / 2
         return points.double().numpy(), scale.double().numpy()
