@@ -22,24 +22,22 @@ import torch
 
 from laplace_landmarks import Landmarker
 from laplace_landmarks.checkpoints import load_generator
+from laplace_landmarks.commands.predict import load_landmarker
 from laplace_landmarks.config import resolve_config
-from laplace_landmarks.data.markups import MIRROR_PERMUTATIONS
 from laplace_landmarks.decoding import predict_crops
 from laplace_landmarks.evaluation import nme_per_face
+from laplace_landmarks.evaluation_run import resolve_checkpoint
 from laplace_landmarks.heatmaps import softargmax, spatial_softmax, to_crop_units
 from laplace_landmarks.models import normalize_input
 from laplace_landmarks.training import default_cache_dir, prepare_data
-from laplace_landmarks.weights import pretrained_path
 
 
 def _weights(name: str) -> str:
-    return name if name.endswith((".safetensors", ".pt")) else str(pretrained_path(name))
+    return str(resolve_checkpoint(name))
 
 
 def _landmarker(name: str) -> Landmarker:
-    if name.endswith((".safetensors", ".pt")):
-        return Landmarker.from_checkpoint(name, threads=1)
-    return Landmarker.pretrained(name, threads=1)
+    return load_landmarker(name, refine=True, threads=1)
 
 
 def _val_crops():
@@ -170,23 +168,20 @@ def ensemble(args: argparse.Namespace) -> None:
     """Flip averaging per model, and the mean points of every pair (and all) of the models."""
     val = _val_crops()
     truth, vis = val.points.numpy(), val.visibility.numpy()
-    mirror = torch.as_tensor(np.array(MIRROR_PERMUTATIONS[68]))
     predictions = {}
-    for name in args.model:
-        model, _, _ = load_generator(_weights(name))
-        plain = predict_crops(model, val.images)[0]
-        flipped = predict_crops(model, val.images.flip(-1).contiguous())[0][:, mirror].clone()
-        flipped[..., 0] = 79 - flipped[..., 0]
-        predictions[name] = (plain, (plain + flipped) / 2)
-        print(f"{name}: plain {_nme(plain.numpy(), truth, vis):.3f}, "
-              f"flip {_nme(predictions[name][1].numpy(), truth, vis):.3f}")  # fmt: skip
+    for name in args.model:  # flip averaging as Landmarker(flip_test=True) does it
+        model, config, _ = load_generator(_weights(name))
+        plain = Landmarker(model, config).predict_batch(val.images)[0]
+        flip = Landmarker(model, config, flip_test=True).predict_batch(val.images)[0]
+        predictions[name] = (plain, flip)
+        print(f"{name}: plain {_nme(plain, truth, vis):.3f}, flip {_nme(flip, truth, vis):.3f}")
     names = list(predictions)
     combos = [c for k in range(2, len(names) + 1) for c in itertools.combinations(names, k)]
     for combo in [c for c in combos if len(c) == 2 or len(c) == len(names)]:
         plain = sum(predictions[n][0] for n in combo) / len(combo)
         flip = sum(predictions[n][1] for n in combo) / len(combo)
-        print(f"mean of {' + '.join(combo)}: plain {_nme(plain.numpy(), truth, vis):.3f}, "
-              f"flip {_nme(flip.numpy(), truth, vis):.3f}")  # fmt: skip
+        print(f"mean of {' + '.join(combo)}: plain {_nme(plain, truth, vis):.3f}, "
+              f"flip {_nme(flip, truth, vis):.3f}")  # fmt: skip
 
 
 def main() -> None:

@@ -26,16 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from laplace_landmarks.commands.predict import load_landmarker
 from laplace_landmarks.data.datasets import IMAGE_SUFFIXES
 from laplace_landmarks.data.images import load_image
-
-
-def _landmarker(name: str, threads: int):
-    from laplace_landmarks import Landmarker
-
-    if name.endswith((".safetensors", ".pt")):
-        return Landmarker.from_checkpoint(name, threads=threads)
-    return Landmarker.pretrained(name, threads=threads)
 
 
 def averaged(landmarkers):
@@ -88,20 +81,22 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 < args.keep_fraction <= 1:
         raise SystemExit("--keep-fraction must be in (0, 1]")
-    torch.set_num_threads(args.threads)
-
-    from laplace_landmarks.evaluation import normalizer
-
-    teacher = averaged([_landmarker(name, args.threads) for name in args.teacher])
-    excluded = excluded_identities(args.exclude_splits, args.data_root)
-    files = [p for p in image_files(args.images) if p.parent.name not in excluded]
-    dropped_people = len(image_files(args.images)) - len(files)
-    files = files[: args.limit] if args.limit else files
     try:
         index, count = map(int, args.shard.split("/"))
         assert 0 <= index < count
     except (ValueError, AssertionError):
         raise SystemExit(f"--shard must be I/N with 0 <= I < N, got {args.shard!r}") from None
+    torch.set_num_threads(args.threads)
+
+    from laplace_landmarks.evaluation import normalizer
+
+    teachers = [load_landmarker(name, refine=True, threads=args.threads) for name in args.teacher]
+    teacher = averaged(teachers)
+    excluded = excluded_identities(args.exclude_splits, args.data_root)
+    found = image_files(args.images)
+    files = [p for p in found if p.parent.name not in excluded]
+    dropped_people = len(found) - len(files)
+    files = files[: args.limit] if args.limit else files
     files = files[index::count]
     paths, identities, points, scales, boxes = [], [], [], [], []
     no_face = 0

@@ -37,15 +37,12 @@ import torch
 
 def self_crops(crops_from: str, samples, threads: int, label: str = "self crops"):
     """The CropCache of ``samples`` (labelled faces) cropped by ``crops_from``'s detector path."""
-    from laplace_landmarks import Landmarker
+    from laplace_landmarks.commands.predict import load_landmarker
     from laplace_landmarks.data.cache import CropCache
     from laplace_landmarks.data.crops import warp_crop
     from laplace_landmarks.data.images import to_rgb_array
 
-    if crops_from.endswith((".safetensors", ".pt")):
-        landmarker = Landmarker.from_checkpoint(crops_from, threads=threads)
-    else:
-        landmarker = Landmarker.pretrained(crops_from, threads=threads)
+    landmarker = load_landmarker(crops_from, refine=True, threads=threads)
     images, points, visibility, matrices, identities, paths = [], [], [], [], [], []
     start = time.perf_counter()
     for sample in samples:
