@@ -7,6 +7,9 @@ Read-outs behind docs/results.md, "Where the detector path loses 0.4 points":
     python benchmarks/path_gap.py passes  --model rcn-lite-accurate   # detector path variants
     python benchmarks/path_gap.py decode  --model FILE ...            # global vs window softargmax
     python benchmarks/path_gap.py ensemble --model FILE FILE ...      # flip and point averaging
+    python benchmarks/path_gap.py flips   --model rcn-lite-accurate   # mirror which pass; jitter
+    python benchmarks/path_gap.py cross   --model rcn-lite-accurate rcn-lite-medium rcn-lite
+    python benchmarks/path_gap.py rules   --model rcn-lite-accurate   # other re-crop rules
 
 ``--model`` takes shipped names or weights files. NME is inter-ocular, in % (image pixels for
 the Landmarker read-outs, crop pixels = image pixels for the cached crops). Never run on test.
@@ -37,7 +40,7 @@ def _weights(name: str) -> str:
 
 
 def _landmarker(name: str) -> Landmarker:
-    return load_landmarker(name, refine=True, threads=1)
+    return load_landmarker(name, refine=True, threads=1, flip_test=False)
 
 
 def _val_crops():
@@ -132,6 +135,152 @@ def passes(args: argparse.Namespace) -> None:
               f"{_nme(points, truth, np.ones(truth.shape[:2], bool)):.3f}")  # fmt: skip
 
 
+def _detector_first_crops(landmarker: Landmarker):
+    """(sample, PIL image, first crop) per val image whose detections hold the GT centre."""
+    from PIL import Image
+
+    from laplace_landmarks.detection import crop_from_detection
+
+    for sample, rgb in _val_images():
+        cx, cy = np.nanmean(sample.points, axis=0)
+        boxes = [d.box for d in landmarker.detector(rgb)]
+        if boxes:
+            box = min(boxes, key=lambda b: np.hypot((b[0] + b[2]) / 2 - cx, (b[1] + b[3]) / 2 - cy))
+            yield sample, Image.fromarray(rgb), crop_from_detection(box, landmarker.crop_size)
+
+
+def _five_point_crop(points: np.ndarray, size: int):
+    from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68
+
+    return crop_from_five_points(five_points_from_68(points), size=size)
+
+
+def _report(rows: dict[str, list], truth: list, prefix: str = "") -> None:
+    truth = np.array(truth)
+    for name, points in rows.items():
+        print(f"{prefix}{name} ({len(points)} faces): "
+              f"{_nme(points, truth, np.ones(truth.shape[:2], bool)):.3f}")  # fmt: skip
+
+
+def _moved(crop, dx: float, dy: float, zoom: float):
+    """``crop`` with its content shifted by (dx, dy) crop pixels and zoomed about its centre."""
+    from laplace_landmarks.data.crops import Crop
+
+    c = (crop.size - 1) / 2
+    move = np.array([[zoom, 0, c - zoom * c + dx], [0, zoom, c - zoom * c + dy], [0, 0, 1]])
+    return Crop((move @ np.vstack([crop.matrix, [0, 0, 1]]))[:2], crop.size)
+
+
+def flips(args: argparse.Namespace) -> None:
+    """Detector path with the mirrored average on the first pass, the re-crop pass or both; and
+    the re-crop pass averaged over shifted (jitter) or zoomed copies of its crop."""
+    lm = _landmarker(args.model[0])
+    size = lm.crop_size
+    jitters = {
+        "plus 1.5 px (5 crops)": [(0, 0, 1), (1.5, 0, 1), (-1.5, 0, 1), (0, 1.5, 1), (0, -1.5, 1)],
+        "x pair 1.5 px (2 crops)": [(1.5, 0, 1), (-1.5, 0, 1)],
+        "zoom pair 4 % (2 crops)": [(0, 0, 0.96), (0, 0, 1.04)],
+    }
+    rows: dict[str, list] = {}
+    truth = []
+    for sample, pil, first in _detector_first_crops(lm):
+        for f1 in (False, True):
+            p1 = lm._predict_in_image(pil, [first], flip=f1)[0][0]
+            crop = _five_point_crop(p1, size)
+            for f2 in (False, True):
+                p2 = lm._predict_in_image(pil, [crop], flip=f2)[0][0]
+                rows.setdefault(f"mirror pass 1: {f1}, pass 2: {f2}", []).append(p2)
+            if f1:
+                continue
+            for name, moves in jitters.items():
+                crops = [_moved(crop, *m) for m in moves]
+                for f2 in (False, True):
+                    p2 = lm._predict_in_image(pil, crops, flip=f2)[0].mean(0)
+                    rows.setdefault(f"pass 2 jitter {name}, mirror {f2}", []).append(p2)
+        truth.append(sample.points)
+    _report(rows, truth, f"{args.model[0]}: ")
+
+
+def cross(args: argparse.Namespace) -> None:
+    """The first model's re-crop pass on 5-point crops made from other estimates: each model's
+    first pass and re-crop pass, the mean of two, and the ground truth."""
+    models = {name: _landmarker(name) for name in args.model}
+    main_name, main = args.model[0], models[args.model[0]]
+    rows: dict[str, list] = {}
+    truth = []
+    for sample, pil, first in _detector_first_crops(main):
+        estimates = {}
+        for name, lm in models.items():
+            p1 = lm._predict_in_image(pil, [first])[0][0]
+            estimates[f"{name} pass 1"] = p1
+            crop = _five_point_crop(p1, lm.crop_size)
+            estimates[f"{name} pass 2"] = lm._predict_in_image(pil, [crop])[0][0]
+        if len(models) > 1:
+            a, b = args.model[:2]
+            estimates[f"mean of {a} and {b} pass 1"] = (
+                estimates[f"{a} pass 1"] + estimates[f"{b} pass 1"]
+            ) / 2
+        estimates["ground truth"] = sample.points
+        for name, estimate in estimates.items():
+            crop = _five_point_crop(estimate, main.crop_size)
+            if name != "ground truth":
+                rows.setdefault(f"the estimate {name} itself", []).append(estimate)
+            for flip in (False, True):
+                p = main._predict_in_image(pil, [crop], flip=flip)[0][0]
+                key = f"{main_name} (mirror {flip}) on the crop from {name}"
+                rows.setdefault(key, []).append(p)
+        truth.append(sample.points)
+    _report(rows, truth)
+
+
+def rules(args: argparse.Namespace) -> None:
+    """Other re-crop rules from the first pass: the 5 points of the train mean shape fitted to
+    the estimate (similarity, least squares, optionally weighted by 1/b^2), and the re-crop pass
+    pushed away from the crop's mean shape by beta (undoing a shrink towards it)."""
+    from laplace_landmarks.config import resolve_config
+    from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68
+
+    lm = _landmarker(args.model[0])
+    size = lm.crop_size
+    train = prepare_data(resolve_config("paper-laplacekl", {}), default_cache_dir(), False).train
+    mean_shape = train.points.double().mean(0).numpy()  # crop pixels of the 5-point GT crops
+
+    def fitted(points, weights):
+        w = weights / weights.sum()
+        ms, mp = w @ mean_shape, w @ points
+        s, d = mean_shape - ms, points - mp
+        norm = w @ (s**2).sum(1)
+        a = (w @ (s * d).sum(1)) / norm
+        b = (w @ (s[:, 0] * d[:, 1] - s[:, 1] * d[:, 0])) / norm
+        return s @ np.array([[a, -b], [b, a]]).T + mp
+
+    rows: dict[str, list] = {}
+    truth = []
+    for sample, pil, first in _detector_first_crops(lm):
+        p1, s1 = (v[0] for v in lm._predict_in_image(pil, [first]))
+        uniform, inverse = np.ones(len(p1)), 1 / np.maximum(s1.mean(1), 1e-3) ** 2
+        crops = {
+            "paper's rule (shipped)": _five_point_crop(p1, size),
+            "fitted mean shape": crop_from_five_points(
+                five_points_from_68(fitted(p1, uniform)), size=size
+            ),
+            "fitted mean shape, 1/b^2 weights": crop_from_five_points(
+                five_points_from_68(fitted(p1, inverse)), size=size
+            ),
+        }
+        for name, crop in crops.items():
+            p2 = lm._predict_in_image(pil, [crop])[0][0]
+            rows.setdefault(f"re-crop by {name}", []).append(p2)
+            if name.startswith("paper"):
+                prior = crop.to_image(mean_shape)
+                for beta in (-0.1, 0.05, 0.1, 0.2):
+                    rows.setdefault(f"paper's rule, beta {beta:+.2f}", []).append(
+                        p2 + beta * (p2 - prior)
+                    )
+        truth.append(sample.points)
+    _report(rows, truth, f"{args.model[0]}: ")
+
+
 def decode(args: argparse.Namespace) -> None:
     """Softargmax over the whole heatmap against a window of radius r around the arg-max."""
     val = _val_crops()
@@ -186,7 +335,10 @@ def ensemble(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("readout", choices=("jitter", "recrop", "passes", "decode", "ensemble"))
+    parser.add_argument(
+        "readout",
+        choices=("jitter", "recrop", "passes", "decode", "ensemble", "flips", "cross", "rules"),
+    )
     parser.add_argument("--model", nargs="+", default=["rcn-lite-accurate"])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

@@ -55,7 +55,9 @@ def main() -> None:
     sample = load_dataset("ytf68", "test").samples[0]
     rgb, pts = load_image(sample.image_path), sample.points
     box = (pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max())
-    landmarker = inference.Landmarker.pretrained(args.model, backend="onnx", threads=1)
+    landmarker = inference.Landmarker.pretrained(
+        args.model, backend="onnx", threads=1, flip_test=False
+    )
     for _ in range(30):
         landmarker.predict(rgb, boxes=[box])
     totals.clear()

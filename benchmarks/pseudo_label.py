@@ -90,7 +90,10 @@ def main() -> None:
 
     from laplace_landmarks.evaluation import normalizer
 
-    teachers = [load_landmarker(name, refine=True, threads=args.threads) for name in args.teacher]
+    teachers = [
+        load_landmarker(name, refine=True, threads=args.threads, flip_test=False)
+        for name in args.teacher
+    ]
     teacher = averaged(teachers)
     excluded = excluded_identities(args.exclude_splits, args.data_root)
     found = image_files(args.images)

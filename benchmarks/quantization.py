@@ -154,7 +154,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     for name in args.models:
-        evaluate(name, Landmarker.pretrained(name), calibration, test, args)
+        evaluate(name, Landmarker.pretrained(name, flip_test=False), calibration, test, args)
     if not args.bf16:
         print()
         for name in args.models:

@@ -42,7 +42,7 @@ def self_crops(crops_from: str, samples, threads: int, label: str = "self crops"
     from laplace_landmarks.data.crops import warp_crop
     from laplace_landmarks.data.images import to_rgb_array
 
-    landmarker = load_landmarker(crops_from, refine=True, threads=threads)
+    landmarker = load_landmarker(crops_from, refine=True, threads=threads, flip_test=False)
     images, points, visibility, matrices, identities, paths = [], [], [], [], [], []
     start = time.perf_counter()
     for sample in samples:

@@ -24,8 +24,9 @@ from laplace_landmarks.data.images import load_image
 from laplace_landmarks.evaluation import auc_at, failure_rate, nme_per_face
 
 
-def score_model(name: str, samples, flip_test: bool, refine: int) -> dict:
+def score_model(name: str, samples, flip_test: bool | None, refine: int) -> dict:
     lm = load_landmarker(name, refine=refine, threads=None, flip_test=flip_test)
+    flip_test = lm.flip_test  # None took the shipped model's own setting
     errors, fallback, missed = [], [], 0
     start = time.perf_counter()
     for sample in samples:
@@ -65,7 +66,12 @@ def main() -> None:
     parser.add_argument("--model", action="append", required=True)
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int)
-    parser.add_argument("--flip-test", action="store_true")
+    parser.add_argument(
+        "--flip-test",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="mirror the final pass; default: the model's own setting (as `predict` does)",
+    )
     parser.add_argument("--no-refine", action="store_true")
     parser.add_argument("--refine-passes", type=int, default=1, help="5-point re-crop passes")
     parser.add_argument("--threads", type=int, default=1)

@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    landmarkers = {name: Landmarker.pretrained(name) for name in args.models}
+    landmarkers = {name: Landmarker.pretrained(name, flip_test=False) for name in args.models}
     if args.tune or args.tune_only:
         tune(landmarkers, args)
     if not args.tune_only:

@@ -158,7 +158,9 @@ def main() -> None:
     torch.set_num_threads(1)
     predictor = dlib.shape_predictor(str(path))
     landmarkers = {
-        f"{model} ({backend})": Landmarker.pretrained(model, backend=backend, threads=1)
+        f"{model} ({backend})": Landmarker.pretrained(
+            model, backend=backend, threads=1, flip_test=False
+        )
         for model in args.models
         for backend in args.backends
     }

@@ -271,6 +271,31 @@ def test_flip_test_keeps_the_calibrated_offset(landmarker):
     np.testing.assert_allclose(after - before, np.broadcast_to([1.5, -0.5], after.shape), atol=1e-4)
 
 
+def test_flip_test_mirrors_only_the_final_pass(landmarker, emmy_faces):
+    """predict(flip_test=True) runs the first pass plain and mirrors only the re-crop pass: three
+    network calls per face, and the same points as doing those steps by hand."""
+    box = emmy_faces[0].box
+    flipped = Landmarker(landmarker.model, landmarker.config, flip_test=True)
+    calls = []
+    forward = flipped._forward
+    flipped._forward = lambda crops: calls.append(len(crops)) or forward(crops)
+    face = flipped.predict(EMMY, boxes=[box])[0]
+    assert calls == [1, 1, 1]
+    plain = Landmarker(landmarker.model, landmarker.config, refine=False)
+    first = plain.predict(EMMY, boxes=[box])[0]
+    crop = crop_from_five_points(five_points_from_68(first.points), size=80)
+    crops = torch.from_numpy(
+        np.ascontiguousarray(warp_crop(load_image(EMMY), crop).transpose(2, 0, 1)[None])
+    )
+    points, _ = Landmarker(landmarker.model, landmarker.config, flip_test=True).predict_batch(crops)
+    np.testing.assert_allclose(face.points, crop.to_image(points[0]), atol=1e-3)
+    without_refine = Landmarker(landmarker.model, landmarker.config, refine=False, flip_test=True)
+    calls.clear()
+    without_refine._forward = lambda crops: calls.append(len(crops)) or forward(crops)
+    without_refine.predict(EMMY, boxes=[box])
+    assert calls == [1, 1]  # no re-crop: the only pass is the final one, and it is mirrored
+
+
 def test_face_to_dict_is_json(emmy_faces):
     data = json.loads(json.dumps(emmy_faces[0].to_dict()))
     assert set(data) == {"box", "score", "points", "scale"}

@@ -38,8 +38,9 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def check_schema(document: dict) -> None:
-    assert set(document) == {"model", "version", "images", "errors"}
+    assert set(document) == {"model", "version", "flip_test", "images", "errors"}
     assert document["version"] == __version__ and isinstance(document["model"], str)
+    assert isinstance(document["flip_test"], bool)
     for image in document["images"]:
         assert set(image) == {"path", "width", "height", "faces"}
         assert isinstance(image["width"], int) and isinstance(image["height"], int)
@@ -85,10 +86,21 @@ def test_json_to_stdout_matches_the_schema(capsys):
 
 
 def test_flip_test_averages_with_the_mirror(capsys):
-    plain = json.loads(run(capsys, EMMY)[1])["images"][0]["faces"][0]
+    """The default model mirrors its final pass by default; --no-flip-test turns it off, and
+    --flip-test turns it on for a model that does not (rcn-lite)."""
+    default = json.loads(run(capsys, EMMY)[1])
+    assert default["flip_test"] is True
+    document = json.loads(run(capsys, EMMY, "--no-flip-test")[1])
+    assert document["flip_test"] is False
+    plain = document["images"][0]["faces"][0]
+    assert plain != default["images"][0]["faces"][0]
+    fast = json.loads(run(capsys, EMMY, "--model", "rcn-lite")[1])
+    assert fast["flip_test"] is False
+    assert json.loads(run(capsys, EMMY, "--model", "rcn-lite", "--flip-test")[1])["flip_test"]
     code, out, _ = run(capsys, EMMY, "--flip-test")
     assert code == 0
     flipped = json.loads(out)["images"][0]["faces"][0]
+    assert flipped == default["images"][0]["faces"][0]
     shift = np.abs(np.subtract(flipped["points"], plain["points"]))
     # a different estimate of the same face: moved, but by less than a few pixels
     assert 0 < shift.mean() < 3

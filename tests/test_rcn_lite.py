@@ -103,6 +103,38 @@ def test_arch_flag_picks_the_generator(tmp_path, capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
+def test_depth_adds_residual_convs_and_round_trips(tmp_path, capsys):
+    """--depth 1 trains rcn-lite with extra convs at the same width; the weights file rebuilds
+    the same network (config -> build_generator), exports to ONNX with the same points, and
+    depth is refused for the paper's RCN."""
+    from laplace_landmarks.checkpoints import load_generator
+    from laplace_landmarks.models import create_model
+
+    plain, deep = (
+        create_model("rcn-lite", width=0.125),
+        create_model("rcn-lite", width=0.125, depth=1),
+    )
+    assert deep.config.channels == plain.config.channels == 8
+    extra = sum(p.numel() for p in deep.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 2 * (32 * 32 * 9 + 32) + (16 * 16 * 9 + 16) + (8 * 8 * 9 + 8)
+    assert set(plain.state_dict()) < set(deep.state_dict())  # depth 0 keeps the old keys
+    args = [
+        "train", "--recipe", "paper-laplacekl", "--arch", "rcn-lite", "--width", "0.125",
+        "--depth", "1", "--epochs", "1", "--batch-size", "8", "--threads", "1",
+        "--max-train", "16", "--data-root", str(YTF68_SLICE), "--cache-dir",
+        str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "--no-progress",
+    ]  # fmt: skip
+    assert main(args) == 0
+    model, config, _ = load_generator(tmp_path / "run" / "best.safetensors")
+    assert config.model.depth == 1 and len(model.extra_bottleneck) == 1
+    trained = torch.load(tmp_path / "run" / "last.pt", weights_only=True)["model"]
+    torch.testing.assert_close(
+        model.state_dict()["extra_dec20.0.weight"], trained["extra_dec20.0.weight"]
+    )
+    assert main([*args[:4], "rcn", *args[5:]]) == 2
+    assert "model.depth > 0 needs model.name = 'rcn-lite'" in capsys.readouterr().err
+
+
 def test_landmarker_and_onnx_on_a_lite_checkpoint(lite_run):
     from laplace_landmarks.export import export_onnx, require_onnx, sample_crops, verify_onnx
     from laplace_landmarks.inference import Landmarker

@@ -39,7 +39,10 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 def build_generator(config: RunConfig) -> torch.nn.Module:
     m = config.model
-    return create_model(m.name, width=m.width, num_landmarks=m.num_landmarks, dropout=m.dropout)
+    extra = {"depth": m.depth} if m.depth else {}
+    return create_model(
+        m.name, width=m.width, num_landmarks=m.num_landmarks, dropout=m.dropout, **extra
+    )
 
 
 def save_weights(

@@ -26,6 +26,7 @@ class ModelConfig:
     width: float = 0.25
     num_landmarks: int = 68
     dropout: float = 0.2
+    depth: int = 0  # rcn-lite only: extra residual 3x3 convs per coarse scale (models/rcn_lite.py)
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,11 @@ def validate(config: RunConfig) -> None:
     _require(config.loss.target_scale > 0, "loss.target_scale must be > 0")
     _require(config.model.name in GENERATORS, f"model.name must be one of {GENERATORS}")
     _require(config.model.width > 0, "model.width must be > 0")
+    _require(config.model.depth >= 0, "model.depth must be >= 0")
+    _require(
+        config.model.depth == 0 or config.model.name == "rcn-lite",
+        "model.depth > 0 needs model.name = 'rcn-lite'",
+    )
     _require(config.train.epochs >= 1, "train.epochs must be >= 1")
     _require(config.train.batch_size >= 1, "train.batch_size must be >= 1")
     _require(config.train.lr > 0, "train.lr must be > 0")

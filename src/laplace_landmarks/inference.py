@@ -97,7 +97,10 @@ class Landmarker:
             predict again. This makes boxes from any detector (or drawn by hand) work. True is
             one such pass, False none, an int ``n`` runs ``n`` passes (each from the last).
         flip_test: also predict on the mirrored crops and average, with the mirror permutation
-            of ``config.model.num_landmarks`` points (2x the compute).
+            of ``config.model.num_landmarks`` points. In ``predict`` only the final pass is
+            mirrored (with one refinement pass: 1.5x the network time): mirroring the first
+            pass as well gained nothing on ytf68 val (docs/results.md). ``predict_batch``
+            mirrors its one pass (2x).
         threads: torch CPU threads while predicting (restored afterwards); None leaves torch's.
             With ``backend="onnx"`` also ONNX Runtime's intra-op threads (None: its default).
         batch_size: the most faces per forward pass.
@@ -146,11 +149,20 @@ class Landmarker:
 
     @classmethod
     def pretrained(cls, name: str | None = None, **kwargs: Any) -> Landmarker:
-        """A model shipped in the package (see ``list_pretrained()``); None = the default one."""
-        from laplace_landmarks.weights import default_name, pretrained_path
+        """A model shipped in the package (see ``list_pretrained()``); None = the default one.
 
-        landmarker = cls.from_checkpoint(pretrained_path(name), **kwargs)
-        landmarker.name = name or default_name()
+        ``flip_test`` left out (or None) takes the model's own setting from the index
+        (``rcn-lite-accurate`` mirrors its final pass; the faster models do not).
+        """
+        from laplace_landmarks.weights import default_name, list_pretrained, pretrained_path
+
+        name = name or default_name()
+        path = pretrained_path(name)
+        if kwargs.get("flip_test") is None:
+            entry = next(e for e in list_pretrained() if e["name"] == name)
+            kwargs["flip_test"] = bool(entry.get("flip_test", False))
+        landmarker = cls.from_checkpoint(path, **kwargs)
+        landmarker.name = name
         return landmarker
 
     @property
@@ -195,25 +207,39 @@ class Landmarker:
         crops = [crop_from_detection(box, size=self.crop_size) for box in face_boxes]
         pil = Image.fromarray(rgb)  # once: every pass warps from it
         with self._threads():
-            points, scale = self._predict_in_image(pil, crops)
-            for _ in range(self.refine):
-                crops, points, scale = self._refine(pil, crops, points, scale)
+            points, scale = self._predict_in_image(
+                pil, crops, flip=self.flip_test and not self.refine
+            )
+            for i in range(self.refine):
+                last = self.flip_test and i == self.refine - 1
+                crops, points, scale = self._refine(pil, crops, points, scale, flip=last)
         return [
             Face(points[i], scale[i], tuple(map(float, face_boxes[i])), scores[i], crops[i])
             for i in range(len(crops))
         ]
 
     def _refine(
-        self, image: Image.Image, crops: list[Crop], points: np.ndarray, scale: np.ndarray
+        self,
+        image: Image.Image,
+        crops: list[Crop],
+        points: np.ndarray,
+        scale: np.ndarray,
+        flip: bool = False,
     ) -> tuple[list[Crop], np.ndarray, np.ndarray]:
-        """Second pass on the 5-point crops around the first estimates (one batch)."""
+        """Second pass on the 5-point crops around the first estimates (one batch).
+
+        A face whose estimate gives no usable crop keeps its crop and points, unless ``flip``
+        (the final, mirrored pass), which predicts every face again on its final crop.
+        """
         refined = [_refined_crop(p, c, self.crop_size) for p, c in zip(points, crops, strict=True)]
         changed = [
-            i for i, (new, old) in enumerate(zip(refined, crops, strict=True)) if new is not old
+            i
+            for i, (new, old) in enumerate(zip(refined, crops, strict=True))
+            if flip or new is not old
         ]
         if changed:
             points[changed], scale[changed] = self._predict_in_image(
-                image, [refined[i] for i in changed]
+                image, [refined[i] for i in changed], flip=flip
             )
         return refined, points, scale
 
@@ -243,15 +269,21 @@ class Landmarker:
             return self._predict_tensor(tensor)
 
     @torch.inference_mode()
-    def _predict_tensor(self, crops: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    def _predict_tensor(
+        self, crops: torch.Tensor, flip: bool | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Points and scales in crop pixels; ``flip`` (default: ``flip_test``) averages with the
+        mirrored crops."""
         points, scale = self._forward(crops)
-        if self._mirror is not None:
+        if self.flip_test if flip is None else flip:
             flipped_points, flipped_scale = self._forward(crops.flip(-1).contiguous())
             # The fitted point_offset (calibrate) corrects the model, not the image: it belongs
             # to each output landmark as it is, so take it off before mirroring and put it back.
             offset = point_offset(self.model)
             if offset is not None:
                 flipped_points = flipped_points - offset.to(flipped_points)
+            if self._mirror is None:
+                self._mirror = _mirror_permutation(self.config.model.num_landmarks)
             mirror = torch.as_tensor(self._mirror)
             unflipped = flipped_points[:, mirror].clone()
             unflipped[..., 0] = crops.shape[-1] - 1 - unflipped[..., 0]
@@ -268,11 +300,14 @@ class Landmarker:
         return predict_crops(self.model, crops, batch_size=self.batch_size)
 
     def _predict_in_image(
-        self, image: Image.Image, crops: list[Crop]
+        self, image: Image.Image, crops: list[Crop], flip: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Warp every crop from the RGB ``image``, run one batch, map the results to image pixels."""
+        """Warp every crop from the RGB ``image``, run one batch (averaged with the mirrored
+        crops when ``flip``), map the results to image pixels."""
         stacked = np.stack([warp_crop(image, crop) for crop in crops]).transpose(0, 3, 1, 2)
-        points, scale = self._predict_tensor(torch.from_numpy(np.ascontiguousarray(stacked)))
+        points, scale = self._predict_tensor(
+            torch.from_numpy(np.ascontiguousarray(stacked)), flip=flip
+        )
         image_points = np.stack([c.to_image(p) for c, p in zip(crops, points, strict=True)])
         image_scale = np.stack([c.to_image_scale(s) for c, s in zip(crops, scale, strict=True)])
         return image_points, image_scale

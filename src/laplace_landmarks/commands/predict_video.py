@@ -77,7 +77,11 @@ def run_predict_video(args: argparse.Namespace) -> int:
         image_predict._check_out_folder(draw_dir)
     backend = {"backend": args.backend} if hasattr(args, "backend") else {}
     landmarker = image_predict.load_landmarker(
-        args.model, refine=not args.no_refine, threads=args.threads, **backend
+        args.model,
+        refine=not args.no_refine,
+        threads=args.threads,
+        flip_test=getattr(args, "flip_test", None),
+        **backend,
     )
     smooth = _smoothing(args)
     results, errors = [], []

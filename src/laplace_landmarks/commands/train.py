@@ -26,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="generator: the paper's RCN, or rcn-lite (heatmaps at half resolution, ~5x cheaper)",
     )
     p.add_argument("--width", type=float, help="width multiplier (1, 0.5, 0.25, 0.125, 0.0625)")
+    p.add_argument(
+        "--depth",
+        type=int,
+        help="rcn-lite only: extra residual convs per coarse scale (default 0; same width)",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -66,6 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 OVERRIDES = {
     "arch": "model.name",
     "width": "model.width",
+    "depth": "model.depth",
     "epochs": "train.epochs",
     "batch_size": "train.batch_size",
     "lr": "train.lr",

@@ -25,6 +25,10 @@ Layout for an 80x80 input, C = round(64 * width):
     head  1x1 conv C->K                                                    -> logits (K, 40, 40)
 
 At width 1/8 (C = 8) that is 6.1 M multiply-adds per 80x80 face against the RCN's 33 M.
+
+``depth = n`` (default 0) adds ``n`` residual 3x3 convs (``x + LReLU(conv(x))``, same channels)
+after enc10, the bottleneck, dec10 and dec20: capacity where the maps are small, at the same
+width (at width 1/8, n = 1 adds 1.6 M multiply-adds).
 Losses, the discriminator and decoding read ``config.output_stride`` and work in heatmap
 pixels, converting from and to crop pixels (``decoding.to_heatmap_units``).
 """
@@ -50,6 +54,12 @@ class RCNLiteConfig(RCNConfig):
 
     width: float = 0.125
     dropout: float = 0.1
+    depth: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.depth < 0:
+            raise ValueError(f"depth must be >= 0, got {self.depth}")
 
     @property
     def output_stride(self) -> int:
@@ -83,20 +93,40 @@ class RCNLite(GeneratorBase):
             ]
         )
         self.head = nn.Conv2d(c, config.num_landmarks, 1)
+
+        def extra(channels: int) -> nn.ModuleList:
+            return nn.ModuleList(
+                [nn.Conv2d(channels, channels, 3, padding=1) for _ in range(config.depth)]
+            )
+
+        # empty at depth 0, so older weights files load unchanged
+        self.extra_enc10, self.extra_bottleneck = extra(4 * c), extra(4 * c)
+        self.extra_dec10, self.extra_dec20 = extra(2 * c), extra(c)
         self._add_dropout_and_offset(config)
+
+    def _residual(self, x: torch.Tensor, convs: nn.ModuleList) -> torch.Tensor:
+        for conv in convs:
+            x = x + self._activate(conv(x))
+        return x
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Map ``(B, in_channels, H, W)`` images in [-1, 1] to ``(B, K, H/2, W/2)`` logits."""
         self._check_input(images)
         x = self._activate(self.stem(images), use_dropout=False)
         skips = [x]
-        for conv in self.encoder:
+        for i, conv in enumerate(self.encoder):
             x = self._activate(conv(F.max_pool2d(x, 2)))
+            if i == 1:
+                x = self._residual(x, self.extra_enc10)
             skips.append(x)
         x = self._activate(self.bottleneck(F.max_pool2d(x, 2)))
+        x = self._residual(x, self.extra_bottleneck)
+        extras = (self.extra_dec10, self.extra_dec20, None)
         for i, conv in enumerate(self.decoder):
             x = torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skips.pop()], 1)
             x = self._activate(conv(x), use_dropout=i < len(self.decoder) - 1)
+            if extras[i] is not None:
+                x = self._residual(x, extras[i])
         return self.head(x)
 
 

@@ -2,7 +2,9 @@
 
 Each entry has ``name``, ``file`` (a safetensors file beside the index), ``description``,
 ``width`` (the generator's width multiplier), ``default`` (exactly one entry is the default) and,
-optionally, ``arch`` (the generator: ``rcn``, the default, or ``rcn-lite``). A model
+optionally, ``arch`` (the generator: ``rcn``, the default, or ``rcn-lite``) and ``flip_test``
+(whether ``Landmarker.pretrained`` averages the final pass with the mirrored crop unless told
+otherwise; default false). A model
 card ``<name>.md`` may sit beside the weights. Nothing is downloaded: the files ship in the wheel.
 
 Example:
