@@ -80,6 +80,33 @@ def _val_images():
         yield sample, to_rgb_array(str(sample.image_path), "image")
 
 
+def _detector_first_crops(landmarker: Landmarker):
+    """(sample, PIL image, first crop) per val image whose detections hold the GT centre."""
+    from PIL import Image
+
+    from laplace_landmarks.detection import crop_from_detection
+
+    for sample, rgb in _val_images():
+        cx, cy = np.nanmean(sample.points, axis=0)
+        boxes = [d.box for d in landmarker.detector(rgb)]
+        if boxes:
+            box = min(boxes, key=lambda b: np.hypot((b[0] + b[2]) / 2 - cx, (b[1] + b[3]) / 2 - cy))
+            yield sample, Image.fromarray(rgb), crop_from_detection(box, landmarker.crop_size)
+
+
+def _five_point_crop(points: np.ndarray, size: int):
+    from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68
+
+    return crop_from_five_points(five_points_from_68(points), size=size)
+
+
+def _report(rows: dict[str, list], truth: list, prefix: str = "") -> None:
+    truth = np.array(truth)
+    for name, points in rows.items():
+        print(f"{prefix}{name} ({len(points)} faces): "
+              f"{_nme(points, truth, np.ones(truth.shape[:2], bool)):.3f}")  # fmt: skip
+
+
 def recrop(args: argparse.Namespace) -> None:
     """The GT 5-point crop through the Landmarker's own warp, then one and two re-crops."""
     from PIL import Image
@@ -106,60 +133,19 @@ def recrop(args: argparse.Namespace) -> None:
 
 def passes(args: argparse.Namespace) -> None:
     """Detector path (box holding the GT centre): first pass, re-crops and their averages."""
-    from PIL import Image
-
-    from laplace_landmarks.detection import crop_from_detection
-
     landmarker = _landmarker(args.model[0])
     rows: dict[str, list] = {k: [] for k in ("no re-crop", "one re-crop", "two re-crops",
                                             "mean of first pass and one re-crop",
                                             "mean of first and second re-crops")}  # fmt: skip
     truth = []
-    for sample, rgb in _val_images():
-        cx, cy = np.nanmean(sample.points, axis=0)
-        boxes = [d.box for d in landmarker.detector(rgb)]
-        if not boxes:
-            continue
-        box = min(boxes, key=lambda b: np.hypot((b[0] + b[2]) / 2 - cx, (b[1] + b[3]) / 2 - cy))
-        pil = Image.fromarray(rgb)
-        first = crop_from_detection(box, size=landmarker.crop_size)
+    for sample, pil, first in _detector_first_crops(landmarker):
         p1, s1 = landmarker._predict_in_image(pil, [first])
         crops, p2, s2 = landmarker._refine(pil, [first], p1.copy(), s1.copy())
         _, p3, _ = landmarker._refine(pil, crops, p2.copy(), s2.copy())
         for name, value in zip(rows, (p1, p2, p3, (p1 + p2) / 2, (p2 + p3) / 2), strict=True):
             rows[name].append(value[0])
         truth.append(sample.points)
-    truth = np.array(truth)
-    for name, points in rows.items():
-        print(f"{name} ({len(points)} faces): "
-              f"{_nme(points, truth, np.ones(truth.shape[:2], bool)):.3f}")  # fmt: skip
-
-
-def _detector_first_crops(landmarker: Landmarker):
-    """(sample, PIL image, first crop) per val image whose detections hold the GT centre."""
-    from PIL import Image
-
-    from laplace_landmarks.detection import crop_from_detection
-
-    for sample, rgb in _val_images():
-        cx, cy = np.nanmean(sample.points, axis=0)
-        boxes = [d.box for d in landmarker.detector(rgb)]
-        if boxes:
-            box = min(boxes, key=lambda b: np.hypot((b[0] + b[2]) / 2 - cx, (b[1] + b[3]) / 2 - cy))
-            yield sample, Image.fromarray(rgb), crop_from_detection(box, landmarker.crop_size)
-
-
-def _five_point_crop(points: np.ndarray, size: int):
-    from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68
-
-    return crop_from_five_points(five_points_from_68(points), size=size)
-
-
-def _report(rows: dict[str, list], truth: list, prefix: str = "") -> None:
-    truth = np.array(truth)
-    for name, points in rows.items():
-        print(f"{prefix}{name} ({len(points)} faces): "
-              f"{_nme(points, truth, np.ones(truth.shape[:2], bool)):.3f}")  # fmt: skip
+    _report(rows, truth)
 
 
 def _moved(crop, dx: float, dy: float, zoom: float):
@@ -238,7 +224,6 @@ def rules(args: argparse.Namespace) -> None:
     the estimate (similarity, least squares, optionally weighted by 1/b^2), and the re-crop pass
     pushed away from the crop's mean shape by beta (undoing a shrink towards it)."""
     from laplace_landmarks.config import resolve_config
-    from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68
 
     lm = _landmarker(args.model[0])
     size = lm.crop_size
@@ -261,12 +246,8 @@ def rules(args: argparse.Namespace) -> None:
         uniform, inverse = np.ones(len(p1)), 1 / np.maximum(s1.mean(1), 1e-3) ** 2
         crops = {
             "paper's rule (shipped)": _five_point_crop(p1, size),
-            "fitted mean shape": crop_from_five_points(
-                five_points_from_68(fitted(p1, uniform)), size=size
-            ),
-            "fitted mean shape, 1/b^2 weights": crop_from_five_points(
-                five_points_from_68(fitted(p1, inverse)), size=size
-            ),
+            "fitted mean shape": _five_point_crop(fitted(p1, uniform), size),
+            "fitted mean shape, 1/b^2 weights": _five_point_crop(fitted(p1, inverse), size),
         }
         for name, crop in crops.items():
             p2 = lm._predict_in_image(pil, [crop])[0][0]

@@ -154,15 +154,13 @@ class Landmarker:
         ``flip_test`` left out (or None) takes the model's own setting from the index
         (``rcn-lite-accurate`` mirrors its final pass; the faster models do not).
         """
-        from laplace_landmarks.weights import default_name, list_pretrained, pretrained_path
+        from laplace_landmarks.weights import pretrained_entry
 
-        name = name or default_name()
-        path = pretrained_path(name)
+        entry = pretrained_entry(name)
         if kwargs.get("flip_test") is None:
-            entry = next(e for e in list_pretrained() if e["name"] == name)
             kwargs["flip_test"] = bool(entry.get("flip_test", False))
-        landmarker = cls.from_checkpoint(path, **kwargs)
-        landmarker.name = name
+        landmarker = cls.from_checkpoint(entry["path"], **kwargs)
+        landmarker.name = entry["name"]
         return landmarker
 
     @property

@@ -58,8 +58,8 @@ def default_name() -> str:
     return defaults[0]
 
 
-def pretrained_path(name: str | None = None) -> Path:
-    """The weights file of a shipped model; None = the default model.
+def pretrained_entry(name: str | None = None) -> dict[str, Any]:
+    """The index entry of a shipped model (as ``list_pretrained`` gives it); None = the default.
 
     Raises:
         LandmarksError: an unknown name (the message lists the choices) or a missing file.
@@ -74,4 +74,13 @@ def pretrained_path(name: str | None = None) -> Path:
     path = entries[name]["path"]
     if not path.is_file():
         raise LandmarksError(f"pretrained model {name!r}: weights file {path} is missing")
-    return path
+    return entries[name]
+
+
+def pretrained_path(name: str | None = None) -> Path:
+    """The weights file of a shipped model; None = the default model.
+
+    Raises:
+        LandmarksError: an unknown name (the message lists the choices) or a missing file.
+    """
+    return pretrained_entry(name)["path"]
