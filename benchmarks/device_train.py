@@ -47,6 +47,14 @@ LONG_RUNS = (
     ("long-lite-w0.125", "improved-lite", "rcn-lite", 0.125, 60, 600),
 )
 GRID_WIDTHS = (1.0, 0.5, 0.25)
+DEEP_RUNS = (  # session 7: rcn-lite with depth, stage 1 then self-crop fine-tuning on the GPU
+    # name, width, depth, seed, self crops: "ft" (8 epochs after stage 1) or "start" (from epoch 1)
+    ("deep-lite-w0.5-d2-s0", 0.5, 2, 0, "ft"),
+    ("deep-lite-w0.5-d2-s1", 0.5, 2, 1, "ft"),
+    ("deep-lite-w1-d2-s0", 1.0, 2, 0, "ft"),
+    ("deep-lite-w0.5-d2-s0-start", 0.5, 2, 0, "start"),
+    ("deep-lite-w0.25-d2-s1", 0.25, 2, 1, "ft"),
+)
 SWEEP = {  # chosen on val: one change at a time to long-rcn-w1's recipe
     "seed1": {"train.seed": 1},
     "lr4e-3": {"train.lr": 0.004},
@@ -110,6 +118,41 @@ def make_plan(args: argparse.Namespace) -> None:
                 run["config"][section][key] = value
             run["command"] += " " + " ".join(f"({k}={v})" for k, v in changes.items())
             runs.append(run)
+    elif args.only == "deep":  # session 7: depth 2 at widths 1/4-1, with self crops
+        if not args.self_crops:
+            raise SystemExit(
+                "plan --only deep needs --self-crops (self_crop_finetune.py --save-crops)"
+            )
+        runs = []
+        for name, width, depth, seed, mode in DEEP_RUNS:
+            overrides = {
+                "model.name": "rcn-lite",
+                "model.width": width,
+                "model.depth": depth,
+                "train.seed": seed,
+                "adversarial.unlabeled": opts.unlabeled,
+            }
+            config = resolve_config("improved-lite", overrides)
+            run = {
+                "name": name,
+                "kind": "long",
+                "config": config.to_dict(),
+                "min_epochs": 40,
+                "max_epochs": 90,
+                "command": f"laplace-landmarks train --recipe improved-lite --arch rcn-lite "
+                f"--width {width:g} --depth {depth} --seed {seed} --unlabeled {opts.unlabeled} "
+                "--epochs E --device cuda",
+            }
+            if mode == "ft":
+                run["finetune"] = {"epochs": 8, "lr": 5e-4}
+                run["command"] += (
+                    "; then benchmarks/self_crop_finetune.py --weights RUN/best.safetensors "
+                    "--epochs 8 --lr 5e-4 (self crops carried, see the plan)"
+                )
+            else:
+                run["train_self_crops"] = True
+                run["command"] += " (training crops: ground truth plus the carried self crops)"
+            runs.append(run)
     probe = resolve_config("improved-lite", {"adversarial.unlabeled": opts.unlabeled})
     data = prepare_data(probe, default_cache_dir(), progress=False)
     caches = {
@@ -117,9 +160,117 @@ def make_plan(args: argparse.Namespace) -> None:
         "val": data.val.file.name,
         "unlabeled": data.unlabeled.file.name,
     }
+    if args.only == "deep":
+        # the crop caches would not fit the 64 MiB that travels, so the GPU machine builds the
+        # train and val caches from the carried ytf68 train images (same code, same crops) and the
+        # self crops from their carried transforms; only the unlabelled cache travels as a cache
+        carry = Path(args.out).parent
+        plan_build = _carry_dataset(carry, args.self_crops)
+        caches["self_crops"] = "self-crops.pt"
+    else:
+        plan_build = None
     plan = {"grid_out": str(opts.out), "caches": caches, "runs": runs}
+    if plan_build:
+        plan["build"] = plan_build
     Path(args.out).write_text(json.dumps(plan, indent=1))
     print(f"{len(runs)} runs -> {args.out}; caches: {', '.join(caches.values())}")
+
+
+def _relative(path: str) -> str:
+    """``.../ytf68/images/X/00a.jpg`` -> ``images/X/00a.jpg``."""
+    parts = Path(path).parts
+    if "ytf68" not in parts:
+        raise SystemExit(f"{path}: not a ytf68 image")
+    return str(Path(*parts[len(parts) - parts[::-1].index("ytf68") :]))
+
+
+def _carry_dataset(carry: Path, self_crops: str) -> dict:
+    """Copy ytf68's train.csv and its images to ``carry/ytf68`` and write the self crops'
+    transforms (no pixels) to ``carry/self-crops.npz``."""
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from laplace_landmarks.data.cache import CropCache
+    from laplace_landmarks.data.datasets import _resolve_root
+
+    source = _resolve_root("ytf68", None)
+    target = carry / "ytf68"
+    (target / "images").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source / "train.csv", target / "train.csv")
+    with (source / "train.csv").open() as handle:
+        images = [row["image"] for row in csv.DictReader(handle)]
+    for name in images:
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / name, target / name)
+    crops = CropCache.load(self_crops)
+    np.savez(
+        carry / "self-crops.npz",
+        paths=np.array([_relative(p) for p in crops.paths]),
+        points=crops.points.numpy(),
+        visibility=crops.visibility.numpy(),
+        matrices=crops.matrices.numpy(),
+        identities=np.array(crops.identities),
+        size=np.array(crops.images.shape[-1]),
+    )
+    # check here that the transforms give back the carried crops' pixels
+    check = _self_crop_cache(carry / "self-crops.npz", source, limit=8)
+    if not torch.equal(check.images, crops.images[:8]):
+        raise SystemExit("self crops: re-warping from the transforms does not give the same pixels")
+    print(f"carry: {len(images)} images -> {target}; {len(crops)} self-crop transforms")
+    return {"dataset": "ytf68", "self_crops": "self-crops.npz"}
+
+
+def _self_crop_cache(npz: Path, root: Path, limit: int | None = None):
+    import numpy as np
+    import torch
+
+    from laplace_landmarks.data.cache import CropCache
+    from laplace_landmarks.data.crops import Crop, warp_crop
+    from laplace_landmarks.data.images import to_rgb_array
+
+    saved = np.load(npz)
+    count = len(saved["paths"]) if limit is None else limit
+    size = int(saved["size"])
+    images = []
+    for path, matrix in zip(saved["paths"][:count], saved["matrices"][:count], strict=True):
+        rgb = to_rgb_array(str(root / str(path)), "image")
+        crop = Crop(np.asarray(matrix), size)
+        images.append(
+            torch.from_numpy(np.ascontiguousarray(warp_crop(rgb, crop).transpose(2, 0, 1)))
+        )
+    return CropCache(
+        torch.stack(images),
+        torch.from_numpy(saved["points"][:count]),
+        torch.from_numpy(saved["visibility"][:count]),
+        torch.from_numpy(saved["matrices"][:count]),
+        [str(i) for i in saved["identities"][:count]],
+        [str(root / str(p)) for p in saved["paths"][:count]],
+    )
+
+
+def _build_caches(plan: dict, caches: Path) -> None:
+    """On the GPU machine: the train/val caches from the carried images, saved under the plan's
+    names (the names hash local paths), and the self crops from their transforms."""
+    from laplace_landmarks.config import RunConfig
+    from laplace_landmarks.training import prepare_data
+
+    names, build = plan["caches"], plan["build"]
+    started = time.time()
+    raw = json.loads(json.dumps(plan["runs"][0]["config"]))
+    raw["data"]["root"] = str(caches / build["dataset"])
+    raw["adversarial"]["enabled"] = False
+    data = prepare_data(RunConfig.from_dict(raw), caches / "built", progress=False)
+    data.train.save(caches / names["train"])
+    data.val.save(caches / names["val"])
+    selfcrops = _self_crop_cache(caches / build["self_crops"], caches / build["dataset"])
+    selfcrops.save(caches / names["self_crops"])
+    print(
+        f"built {len(data.train)} train, {len(data.val)} val, {len(selfcrops)} self crops "
+        f"in {time.time() - started:.0f} s",
+        flush=True,
+    )
 
 
 def _load_cache(folder: Path, name: str):
@@ -140,6 +291,8 @@ def _load_cache(folder: Path, name: str):
 def run_plan(args: argparse.Namespace) -> None:
     plan = json.loads(Path(args.plan).read_text())
     caches = Path(args.caches)
+    if "build" in plan:
+        _build_caches(plan, caches)
     for name in plan["caches"].values():  # unpack once, before the workers start
         _load_cache(caches, name)
     deadline = time.time() + args.seconds
@@ -162,12 +315,12 @@ def run_plan(args: argparse.Namespace) -> None:
         process.wait()
         log.close()
     summary = {}
-    for run in runs:
-        metrics = out / run["name"] / "metrics.csv"
+    for name in [r["name"] for r in runs] + [r["name"] + "-ft" for r in runs if "finetune" in r]:
+        metrics = out / name / "metrics.csv"
         if metrics.exists():
             with metrics.open() as handle:
                 nmes = [float(row["val_nme"]) for row in csv.DictReader(handle)]
-            summary[run["name"]] = {"epochs": len(nmes), "best_val_nme": min(nmes)}
+            summary[name] = {"epochs": len(nmes), "best_val_nme": min(nmes), "last": nmes[-1]}
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
 
@@ -200,6 +353,9 @@ def worker(args: argparse.Namespace) -> None:
     from laplace_landmarks.config import RunConfig
     from laplace_landmarks.training import TrainData, Trainer
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from self_crop_finetune import concat  # noqa: E402 (a sibling script, not a package)
+
     torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = True
     plan = json.loads(Path(args.plan).read_text())
@@ -207,6 +363,7 @@ def worker(args: argparse.Namespace) -> None:
     caches = Path(args.caches)
     unlabeled = _load_cache(caches, names["unlabeled"])
     data = TrainData(_load_cache(caches, names["train"]), _load_cache(caches, names["val"]), None)
+    selfcrops = _load_cache(caches, names["self_crops"]) if "self_crops" in names else None
     out = Path(args.out)
     for index in map(int, args.runs.split(",")):
         run = plan["runs"][index]
@@ -214,6 +371,13 @@ def worker(args: argparse.Namespace) -> None:
         run_data = dataclasses.replace(
             data, unlabeled=unlabeled if config.adversarial.enabled else None
         )
+        finetune = run.get("finetune")
+        if run.get("train_self_crops") or finetune:
+            if selfcrops is None:
+                raise SystemExit(f"{run['name']}: the plan names no self_crops cache")
+            with_self = dataclasses.replace(run_data, train=concat(data.train, selfcrops))
+            if run.get("train_self_crops"):
+                run_data = with_self
         left = args.deadline - time.time()
         if left < 20:
             print(f"{run['name']}: skipped, {left:.0f} s left", flush=True)
@@ -232,6 +396,9 @@ def worker(args: argparse.Namespace) -> None:
             overhead = (time.time() - fit_started - sum(row["seconds"] for row in history)) / 2
             per_epoch = 1.05 * (history[-1]["seconds"] + overhead)  # epoch 2: warm
             left = args.deadline - time.time()
+            if finetune:  # keep time for it: its epochs see the self crops too
+                grow = len(with_self.train) / len(run_data.train)
+                left -= 1.1 * finetune["epochs"] * per_epoch * grow
             epochs = max(run["min_epochs"], min(run["max_epochs"], math.floor(left / per_epoch)))
             print(f"{run['name']}: {per_epoch:.2f} s/epoch -> {epochs} epochs", flush=True)
             config = _with_epochs(config, epochs)
@@ -254,6 +421,48 @@ def worker(args: argparse.Namespace) -> None:
             f"best val NME {best:.3f}%",
             flush=True,
         )
+        if finetune and not trainer.stopped_early:
+            _finetune(run, config, with_self, out, args)
+
+
+def _finetune(run: dict, config, data, out: Path, args: argparse.Namespace) -> None:
+    """Stage 2, as ``self_crop_finetune.py``: the stage-1 best raw weights (no point offset),
+    ground-truth plus self crops, cosine from the plan's lr; ``last.safetensors`` is the candidate."""
+    from laplace_landmarks.checkpoints import load_generator, save_weights
+    from laplace_landmarks.config import RunConfig
+    from laplace_landmarks.training import Trainer
+
+    settings = run["finetune"]
+    raw = config.to_dict()
+    raw["train"].update(epochs=settings["epochs"], lr=settings["lr"])
+    ft_config = RunConfig.from_dict(raw)
+    model, _, _ = load_generator(out / run["name"] / "best.safetensors")
+    folder = out / f"{run['name']}-ft"
+    started = time.time()
+    trainer = Trainer(
+        ft_config,
+        folder,
+        progress=False,
+        device=args.device,
+        data=data,
+        time_limit=max(1.0, args.deadline - time.time()),
+    )
+    state = {k: v for k, v in model.state_dict().items() if k != "point_offset"}
+    trainer.model.load_state_dict(state, strict=False)
+    history = trainer.fit()
+    save_weights(
+        trainer.model.to("cpu"),
+        ft_config,
+        folder / "last.safetensors",
+        {"epoch": str(len(history)), "val_nme": f"{history[-1]['val_nme']:.4f}"},
+    )
+    (folder / "command.txt").write_text(run["command"] + "\n")
+    state = "stopped at the deadline" if trainer.stopped_early else "done"
+    print(
+        f"{folder.name}: {state}, {len(history)} epochs on {len(data.train)} crops in "
+        f"{time.time() - started:.0f} s, last val NME {history[-1]['val_nme']:.3f}%",
+        flush=True,
+    )
 
 
 def pack(args: argparse.Namespace) -> None:
@@ -264,14 +473,15 @@ def pack(args: argparse.Namespace) -> None:
     out = Path(args.out)
     items: list[Path] = sorted(out.glob("*.log")) + sorted(out.glob("*.json"))
     runs = [d for d in sorted(out.iterdir()) if d.is_dir() and d.name != "probe"]
-    longs = [d for d in runs if d.name.startswith(("long", "sweep"))]
-    grids = [d for d in runs if not d.name.startswith(("long", "sweep"))]
+    kinds = ("long", "sweep", "deep")
+    longs = [d for d in runs if d.name.startswith(kinds)]
+    grids = [d for d in runs if not d.name.startswith(kinds)]
     for run in runs:
         items += [
             run / n for n in ("config.json", "metrics.csv", "command.txt") if (run / n).exists()
         ]
     for run in longs:
-        items += [run / "best.safetensors"]
+        items += [run / n for n in ("best.safetensors", "last.safetensors") if (run / n).exists()]
         if (run / "last.pt").exists() and (run / "last.pt").stat().st_size < 3e6:
             items += [run / "last.pt"]
     width = {}
@@ -313,8 +523,13 @@ def main() -> None:
     p.add_argument("--out", default=".devdata/plan.json")
     p.add_argument(
         "--only",
-        choices=("long", "sweep"),
-        help="long: only the long runs (named long2-*); sweep: the long-rcn-w1 variants",
+        choices=("long", "sweep", "deep"),
+        help="long: only the long runs (named long2-*); sweep: the long-rcn-w1 variants; "
+        "deep: rcn-lite at depth 2 with self crops",
+    )
+    p.add_argument(
+        "--self-crops",
+        help="self-crop cache (self_crop_finetune.py --save-crops), copied beside the caches",
     )
     p.set_defaults(func=make_plan)
     for verb, func in (("run", run_plan), ("worker", worker)):

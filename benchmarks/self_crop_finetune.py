@@ -151,6 +151,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, help="default: the run's")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache-dir", help="crop caches (default ~/.cache/laplace-landmarks)")
+    parser.add_argument(
+        "--save-crops",
+        help="also write the self-crop cache to this .pt file (benchmarks/device_train.py carries "
+        "it to a GPU machine, which has no face detector); with --epochs 0, stop there",
+    )
     args = parser.parse_args()
 
     from laplace_landmarks.checkpoints import load_generator
@@ -161,7 +166,7 @@ def main() -> None:
     pseudo = pseudo_samples(args.pseudo, args.max_pseudo) if args.pseudo else None  # fail early
     model, config, _ = load_generator(args.weights)
     raw = config.to_dict()
-    raw["train"].update(epochs=args.epochs, lr=args.lr, threads=args.threads)
+    raw["train"].update(epochs=max(1, args.epochs), lr=args.lr, threads=args.threads)
     raw["data"].update(root=args.data_root, max_train=args.max_train, max_val=args.max_val)
     if args.batch_size:
         raw["train"]["batch_size"] = args.batch_size
@@ -177,6 +182,11 @@ def main() -> None:
             "ytf68", "trainval-train", root=args.data_root, max_images=args.max_train
         )
         extra = self_crops(args.crops_from, train.samples, args.threads)
+        if args.save_crops:
+            extra.save(args.save_crops)
+            print(f"self crops -> {args.save_crops}", file=sys.stderr)
+            if args.epochs == 0:
+                return
         data = dataclasses.replace(data, train=concat(data.train, extra))
     if args.pseudo:
         data = dataclasses.replace(
