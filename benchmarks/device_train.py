@@ -47,14 +47,25 @@ LONG_RUNS = (
     ("long-lite-w0.125", "improved-lite", "rcn-lite", 0.125, 60, 600),
 )
 GRID_WIDTHS = (1.0, 0.5, 0.25)
-DEEP_RUNS = (  # session 7: rcn-lite with depth, stage 1 then self-crop fine-tuning on the GPU
-    # name, width, depth, seed, self crops: "ft" (8 epochs after stage 1) or "start" (from epoch 1)
-    ("deep-lite-w0.5-d2-s0", 0.5, 2, 0, "ft"),
-    ("deep-lite-w0.5-d2-s1", 0.5, 2, 1, "ft"),
-    ("deep-lite-w1-d2-s0", 1.0, 2, 0, "ft"),
-    ("deep-lite-w0.5-d2-s0-start", 0.5, 2, 0, "start"),
-    ("deep-lite-w0.25-d2-s1", 0.25, 2, 1, "ft"),
-)
+DEEP_RUNS = {  # session 7: rcn-lite with depth, stage 1 then self-crop fine-tuning on the GPU
+    # name, width, depth, seed, self crops: "ft" (8 epochs after stage 1) or "start" (from
+    # epoch 1), zero_init_residual
+    "deep": (  # the first call
+        ("deep-lite-w0.5-d2-s0", 0.5, 2, 0, "ft", False),
+        ("deep-lite-w0.5-d2-s1", 0.5, 2, 1, "ft", False),
+        ("deep-lite-w1-d2-s0", 1.0, 2, 0, "ft", False),
+        ("deep-lite-w0.5-d2-s0-start", 0.5, 2, 0, "start", False),
+        ("deep-lite-w0.25-d2-s1", 0.25, 2, 1, "ft", False),
+    ),
+    "deep2": (  # the second call: more seeds, and zero-init where default init diverged
+        ("deep-lite-w0.5-d2-s2", 0.5, 2, 2, "ft", False),
+        ("deep-lite-w0.5-d2-s3", 0.5, 2, 3, "ft", False),
+        ("deep-lite-w0.25-d2-s2", 0.25, 2, 2, "ft", False),
+        ("deep-lite-w0.5-d2-s0-zi", 0.5, 2, 0, "ft", True),
+        ("deep-lite-w0.5-d4-s0-zi", 0.5, 4, 0, "ft", True),
+        ("deep-lite-w1-d2-s0-zi", 1.0, 2, 0, "ft", True),
+    ),
+}
 SWEEP = {  # chosen on val: one change at a time to long-rcn-w1's recipe
     "seed1": {"train.seed": 1},
     "lr4e-3": {"train.lr": 0.004},
@@ -118,17 +129,18 @@ def make_plan(args: argparse.Namespace) -> None:
                 run["config"][section][key] = value
             run["command"] += " " + " ".join(f"({k}={v})" for k, v in changes.items())
             runs.append(run)
-    elif args.only == "deep":  # session 7: depth 2 at widths 1/4-1, with self crops
+    elif args.only in DEEP_RUNS:  # session 7: depth 2 at widths 1/4-1, with self crops
         if not args.self_crops:
             raise SystemExit(
                 "plan --only deep needs --self-crops (self_crop_finetune.py --save-crops)"
             )
         runs = []
-        for name, width, depth, seed, mode in DEEP_RUNS:
+        for name, width, depth, seed, mode, zero in DEEP_RUNS[args.only]:
             overrides = {
                 "model.name": "rcn-lite",
                 "model.width": width,
                 "model.depth": depth,
+                "model.zero_init_residual": zero,
                 "train.seed": seed,
                 "adversarial.unlabeled": opts.unlabeled,
             }
@@ -141,7 +153,8 @@ def make_plan(args: argparse.Namespace) -> None:
                 "max_epochs": 90,
                 "command": f"laplace-landmarks train --recipe improved-lite --arch rcn-lite "
                 f"--width {width:g} --depth {depth} --seed {seed} --unlabeled {opts.unlabeled} "
-                "--epochs E --device cuda",
+                + ("--zero-init-residual " if zero else "")
+                + "--epochs E --device cuda",
             }
             if mode == "ft":
                 run["finetune"] = {"epochs": 8, "lr": 5e-4}
@@ -160,7 +173,7 @@ def make_plan(args: argparse.Namespace) -> None:
         "val": data.val.file.name,
         "unlabeled": data.unlabeled.file.name,
     }
-    if args.only == "deep":
+    if args.only in DEEP_RUNS:
         # the crop caches would not fit the 64 MiB that travels, so the GPU machine builds the
         # train and val caches from the carried ytf68 train images (same code, same crops) and the
         # self crops from their carried transforms; only the unlabelled cache travels as a cache
@@ -465,6 +478,21 @@ def _finetune(run: dict, config, data, out: Path, args: argparse.Namespace) -> N
     )
 
 
+def _split(path: Path, limit: float) -> list[Path]:
+    """``path`` itself, or (when it is over ``limit`` bytes) chunks ``path.partN`` beside it;
+    join them with ``cat path.part* > path``."""
+    size = path.stat().st_size
+    if size <= limit:
+        return [path]
+    chunks, chunk = [], int(limit)
+    with path.open("rb") as source:
+        for number in range(math.ceil(size / chunk)):
+            part = path.with_name(f"{path.name}.part{number}")
+            part.write_bytes(source.read(chunk))
+            chunks.append(part)
+    return chunks
+
+
 def pack(args: argparse.Namespace) -> None:
     """Tar the results into at most --files archives of at most --mb MB each, most useful first:
     logs and metrics, the long runs' weights, then finished grid runs widest first."""
@@ -480,8 +508,17 @@ def pack(args: argparse.Namespace) -> None:
         items += [
             run / n for n in ("config.json", "metrics.csv", "command.txt") if (run / n).exists()
         ]
+    weights = []  # most useful first: fine-tuned candidates, then stage-1 bests
     for run in longs:
-        items += [run / n for n in ("best.safetensors", "last.safetensors") if (run / n).exists()]
+        if (run / "last.safetensors").exists():
+            weights.insert(0, run / "last.safetensors")
+        elif not (run.parent / f"{run.name}-ft").exists() or not run.name.startswith("deep"):
+            weights.append(run / "best.safetensors")
+    for run in longs:
+        if (run.parent / f"{run.name}-ft").exists() and run.name.startswith("deep"):
+            weights.append(run / "best.safetensors")
+    for path in weights:
+        items += _split(path, args.mb * 1e6 - 4096) if path.exists() else []
         if (run / "last.pt").exists() and (run / "last.pt").stat().st_size < 3e6:
             items += [run / "last.pt"]
     width = {}
@@ -523,9 +560,9 @@ def main() -> None:
     p.add_argument("--out", default=".devdata/plan.json")
     p.add_argument(
         "--only",
-        choices=("long", "sweep", "deep"),
+        choices=("long", "sweep", *DEEP_RUNS),
         help="long: only the long runs (named long2-*); sweep: the long-rcn-w1 variants; "
-        "deep: rcn-lite at depth 2 with self crops",
+        "deep, deep2: rcn-lite with depth and self crops (session 7's two calls)",
     )
     p.add_argument(
         "--self-crops",

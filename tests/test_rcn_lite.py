@@ -135,6 +135,33 @@ def test_depth_adds_residual_convs_and_round_trips(tmp_path, capsys):
     assert "model.depth > 0 needs model.name = 'rcn-lite'" in capsys.readouterr().err
 
 
+def test_zero_init_residual_starts_as_the_shallow_network(capsys):
+    """zero_init_residual makes every added block the identity at initialisation: the deep
+    network computes exactly what the depth-0 network with its other weights does; the option
+    round-trips through the config and the CLI refuses it without --depth."""
+    from laplace_landmarks.checkpoints import build_generator
+    from laplace_landmarks.config import resolve_config
+    from laplace_landmarks.models import create_model
+
+    config = resolve_config(
+        "improved-lite", {"model.width": 0.25, "model.depth": 2, "model.zero_init_residual": True}
+    )
+    deep = build_generator(config).eval()
+    assert deep.config.zero_init_residual and len(deep.extra_dec20) == 2
+    assert all(not p.any() for n, p in deep.named_parameters() if n.startswith("extra_"))
+    shallow = create_model("rcn-lite", width=0.25, dropout=deep.config.dropout).eval()
+    missing = shallow.load_state_dict(deep.state_dict(), strict=False).unexpected_keys
+    assert missing and all(k.startswith("extra_") for k in missing)
+    images = torch.rand(2, 3, 80, 80) * 2 - 1
+    torch.testing.assert_close(deep(images), shallow(images))
+    plain = build_generator(resolve_config("improved-lite", {"model.depth": 2}))
+    assert all(p.abs().sum() > 0 for n, p in plain.named_parameters() if n.endswith(".weight"))
+    assert (
+        main(["train", "--recipe", "improved-lite", "--zero-init-residual", "--epochs", "1"]) == 2
+    )
+    assert "model.zero_init_residual needs model.depth > 0" in capsys.readouterr().err
+
+
 def test_landmarker_and_onnx_on_a_lite_checkpoint(lite_run):
     from laplace_landmarks.export import export_onnx, require_onnx, sample_crops, verify_onnx
     from laplace_landmarks.inference import Landmarker

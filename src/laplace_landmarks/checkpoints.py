@@ -40,6 +40,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def build_generator(config: RunConfig) -> torch.nn.Module:
     m = config.model
     extra = {"depth": m.depth} if m.depth else {}
+    if m.zero_init_residual:
+        extra["zero_init_residual"] = True
     return create_model(
         m.name, width=m.width, num_landmarks=m.num_landmarks, dropout=m.dropout, **extra
     )

@@ -27,6 +27,7 @@ class ModelConfig:
     num_landmarks: int = 68
     dropout: float = 0.2
     depth: int = 0  # rcn-lite only: extra residual 3x3 convs per coarse scale (models/rcn_lite.py)
+    zero_init_residual: bool = False  # rcn-lite, depth > 0: those convs start at zero (identity)
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,10 @@ def validate(config: RunConfig) -> None:
     _require(
         config.model.depth == 0 or config.model.name == "rcn-lite",
         "model.depth > 0 needs model.name = 'rcn-lite'",
+    )
+    _require(
+        not config.model.zero_init_residual or config.model.depth > 0,
+        "model.zero_init_residual needs model.depth > 0 (it initialises the residual convs)",
     )
     _require(config.train.epochs >= 1, "train.epochs must be >= 1")
     _require(config.train.batch_size >= 1, "train.batch_size must be >= 1")

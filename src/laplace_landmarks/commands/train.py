@@ -31,6 +31,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help="rcn-lite only: extra residual convs per coarse scale (default 0; same width)",
     )
+    p.add_argument(
+        "--zero-init-residual",
+        action="store_true",
+        default=None,
+        help="with --depth: start the residual convs at zero (steadier for wide or deep models)",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -72,6 +78,7 @@ OVERRIDES = {
     "arch": "model.name",
     "width": "model.width",
     "depth": "model.depth",
+    "zero_init_residual": "model.zero_init_residual",
     "epochs": "train.epochs",
     "batch_size": "train.batch_size",
     "lr": "train.lr",

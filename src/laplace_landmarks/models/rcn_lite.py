@@ -28,7 +28,10 @@ At width 1/8 (C = 8) that is 6.1 M multiply-adds per 80x80 face against the RCN'
 
 ``depth = n`` (default 0) adds ``n`` residual 3x3 convs (``x + LReLU(conv(x))``, same channels)
 after enc10, the bottleneck, dec10 and dec20: capacity where the maps are small, at the same
-width (at width 1/8, n = 1 adds 1.6 M multiply-adds).
+width (at width 1/8, n = 1 adds 1.6 M multiply-adds). ``zero_init_residual`` starts those convs
+at zero, so each block is the identity at initialisation (as in ResNets' zero-init of the last
+norm): at width 1 with depth 2, and width 1/4 with depth 4, PyTorch's default init made training
+diverge in the first epoch (docs/results.md).
 Losses, the discriminator and decoding read ``config.output_stride`` and work in heatmap
 pixels, converting from and to crop pixels (``decoding.to_heatmap_units``).
 """
@@ -55,6 +58,7 @@ class RCNLiteConfig(RCNConfig):
     width: float = 0.125
     dropout: float = 0.1
     depth: int = 0
+    zero_init_residual: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -102,6 +106,16 @@ class RCNLite(GeneratorBase):
         # empty at depth 0, so older weights files load unchanged
         self.extra_enc10, self.extra_bottleneck = extra(4 * c), extra(4 * c)
         self.extra_dec10, self.extra_dec20 = extra(2 * c), extra(c)
+        if config.zero_init_residual:
+            for blocks in (
+                self.extra_enc10,
+                self.extra_bottleneck,
+                self.extra_dec10,
+                self.extra_dec20,
+            ):
+                for conv in blocks:
+                    nn.init.zeros_(conv.weight)
+                    nn.init.zeros_(conv.bias)
         self._add_dropout_and_offset(config)
 
     def _residual(self, x: torch.Tensor, convs: nn.ModuleList) -> torch.Tensor:
