@@ -189,17 +189,10 @@ def make_plan(args: argparse.Namespace) -> None:
     print(f"{len(runs)} runs -> {args.out}; caches: {', '.join(caches.values())}")
 
 
-def _relative(path: str) -> str:
-    """``.../ytf68/images/X/00a.jpg`` -> ``images/X/00a.jpg``."""
-    parts = Path(path).parts
-    if "ytf68" not in parts:
-        raise SystemExit(f"{path}: not a ytf68 image")
-    return str(Path(*parts[len(parts) - parts[::-1].index("ytf68") :]))
-
-
-def _carry_dataset(carry: Path, self_crops: str) -> dict:
-    """Copy ytf68's train.csv and its images to ``carry/ytf68`` and write the self crops'
-    transforms (no pixels) to ``carry/self-crops.npz``."""
+def _carry_dataset(carry: Path, self_crops: str, source: Path | None = None) -> dict:
+    """Copy ytf68's train.csv and its images (from ``source``, default the data root's ytf68)
+    to ``carry/ytf68`` and write the self crops' transforms (no pixels) to
+    ``carry/self-crops.npz``."""
     import shutil
 
     import numpy as np
@@ -208,7 +201,7 @@ def _carry_dataset(carry: Path, self_crops: str) -> dict:
     from laplace_landmarks.data.cache import CropCache
     from laplace_landmarks.data.datasets import _resolve_root
 
-    source = _resolve_root("ytf68", None)
+    source = Path(source or _resolve_root("ytf68", None)).resolve()
     target = carry / "ytf68"
     (target / "images").mkdir(parents=True, exist_ok=True)
     shutil.copy2(source / "train.csv", target / "train.csv")
@@ -220,7 +213,7 @@ def _carry_dataset(carry: Path, self_crops: str) -> dict:
     crops = CropCache.load(self_crops)
     np.savez(
         carry / "self-crops.npz",
-        paths=np.array([_relative(p) for p in crops.paths]),
+        paths=np.array([str(Path(p).resolve().relative_to(source)) for p in crops.paths]),
         points=crops.points.numpy(),
         visibility=crops.visibility.numpy(),
         matrices=crops.matrices.numpy(),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -152,6 +153,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cache-dir", help="crop caches (default ~/.cache/laplace-landmarks)")
     parser.add_argument(
+        "--self-crops-file",
+        help="self crops saved by --save-crops (skips making them again; same crops as that run)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="change one config value of the run, e.g. --set data.shift=0.06 (repeatable)",
+    )
+    parser.add_argument(
         "--save-crops",
         help="also write the self-crop cache to this .pt file (benchmarks/device_train.py carries "
         "it to a GPU machine, which has no face detector); with --epochs 0, stop there",
@@ -172,16 +184,26 @@ def main() -> None:
         raw["train"]["batch_size"] = args.batch_size
     if args.unlabeled:
         raw["adversarial"]["unlabeled"] = args.unlabeled
+    for item in args.set:
+        dotted, sep, value = item.partition("=")
+        section, _, field = dotted.partition(".")
+        if not sep or section not in raw or field not in raw[section]:
+            raise SystemExit(f"--set {item}: expected SECTION.FIELD=VALUE with a known field")
+        raw[section][field] = json.loads(value) if value[:1] in "-0123456789[{tf" else value
     config = RunConfig.from_dict(raw)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     data = prepare_data(config, cache_dir, progress=False)
     if not args.gt_only:
+        from laplace_landmarks.data.cache import CropCache
         from laplace_landmarks.data.datasets import load_dataset
 
         train = load_dataset(
             "ytf68", "trainval-train", root=args.data_root, max_images=args.max_train
         )
-        extra = self_crops(args.crops_from, train.samples, args.threads)
+        if args.self_crops_file:
+            extra = CropCache.load(args.self_crops_file)
+        else:
+            extra = self_crops(args.crops_from, train.samples, args.threads)
         if args.save_crops:
             extra.save(args.save_crops)
             print(f"self crops -> {args.save_crops}", file=sys.stderr)

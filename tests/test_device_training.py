@@ -167,3 +167,62 @@ def test_device_train_driver_runs_a_plan_and_packs_it(tmp_path):
         members = set(tar.getnames())
     assert {"runs/long-b/best.safetensors", "runs/grid-a/best.pt", "runs/summary.json"} <= members
     assert not any("probe" in name for name in members)
+
+
+def test_device_train_rebuilds_carried_crops_fine_tunes_and_splits_big_files(tmp_path):
+    """The session-7 path: the train/val caches are rebuilt on the GPU machine from carried
+    images (the same pixels as here), the self crops from their carried transforms, stage 1 is
+    followed by fine-tuning on both, and a weights file over the tar limit comes back in parts."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import device_train
+    import self_crop_finetune
+
+    from laplace_landmarks.data.datasets import load_dataset
+
+    samples = load_dataset("ytf68", "trainval-train", root=str(YTF68_SLICE)).samples
+    crops = self_crop_finetune.self_crops("rcn-lite", samples, threads=1)
+    crops.save(tmp_path / "self.pt")
+    carry = tmp_path / "carried"
+    build = device_train._carry_dataset(carry, str(tmp_path / "self.pt"), source=YTF68_SLICE)
+    config = _slice_config(tmp_path, adversarial=True)
+    data = prepare_data(config, tmp_path / "cache", progress=False)
+    data.unlabeled.save(carry / "unlabeled.pt")
+    names = {"train": "t.pt", "val": "v.pt", "unlabeled": "unlabeled.pt", "self_crops": "s.pt"}
+    run = {"name": "deep-b", "kind": "long", "config": config.to_dict(), "command": "d"}
+    run.update(min_epochs=1, max_epochs=1, finetune={"epochs": 1, "lr": 5e-4})
+    plan = {"grid_out": "unused", "caches": names, "runs": [run], "build": build}
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    script = str(ROOT / "benchmarks" / "device_train.py")
+    out = tmp_path / "out" / "runs"
+    command = [sys.executable, script, "run", "--plan", str(tmp_path / "plan.json"), "--caches"]
+    command += [
+        str(carry),
+        "--out",
+        str(out),
+        "--seconds",
+        "60",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert torch.equal(torch.load(carry / "t.pt", weights_only=True)["images"], data.train.images)
+    assert torch.equal(torch.load(carry / "s.pt", weights_only=True)["images"], crops.images)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["deep-b"]["epochs"] == 1 and summary["deep-b-ft"]["epochs"] == 1
+    ft = torch.load(out / "deep-b-ft" / "last.pt", weights_only=True)
+    assert ft["config"]["train"]["lr"] == 5e-4
+    weights = (out / "deep-b-ft" / "last.safetensors").read_bytes()
+    pack = [sys.executable, script, "pack", "--out", str(out), "--to", str(tmp_path / "tars")]
+    pack += ["--mb", str(len(weights) / 2.5e6), "--files", "60"]
+    proc = subprocess.run(pack, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    back = tmp_path / "back"
+    for tar_path in sorted((tmp_path / "tars").glob("*.tar")):
+        with tarfile.open(tar_path) as tar:
+            tar.extractall(back, filter="data")
+    parts = sorted((back / "runs" / "deep-b-ft").glob("last.safetensors.part*"))
+    assert len(parts) >= 3
+    assert b"".join(p.read_bytes() for p in parts) == weights

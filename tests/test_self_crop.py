@@ -89,3 +89,39 @@ def test_finetune_runs_from_given_weights_with_pseudo_labels(tmp_path):
     assert payload["config"]["model"]["name"] == "rcn-lite" and payload["epoch"] == 1
     # started from the shipped weights, not from scratch: val NME far below a random model's
     assert payload["metrics"][0]["val_nme"] < 20
+
+
+def test_finetune_reuses_saved_self_crops_and_sets_config_values(tmp_path):
+    """--save-crops with --epochs 0 only writes the self crops; --self-crops-file trains on
+    exactly those, --set changes one config value, and a bad --set is a clear error."""
+    weights = pretrained_path("rcn-lite")
+    base = [
+        sys.executable, str(ROOT / "benchmarks" / "self_crop_finetune.py"),
+        "--crops-from", "rcn-lite", "--weights", str(weights), "--batch-size", "8",
+        "--data-root", str(YTF68_SLICE), "--unlabeled", str(UNLABELED_SLICE / "ytf"),
+        "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    saved = tmp_path / "self.pt"
+    proc = subprocess.run(
+        [*base, "--epochs", "0", "--save-crops", str(saved), "--out", str(tmp_path / "none")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert saved.exists() and not (tmp_path / "none" / "last.pt").exists()
+    proc = subprocess.run(
+        [*base, "--epochs", "1", "--self-crops-file", str(saved), "--set", "data.shift=0.06",
+         "--set", "data.rotation_deg=20", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "self crops:" not in proc.stderr  # not made again
+    payload = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert payload["config"]["data"]["shift"] == 0.06
+    assert payload["config"]["data"]["rotation_deg"] == 20
+    own = torch.load(saved, weights_only=True)["images"]
+    assert f"on {len(own) + 16} crops" in proc.stdout or "done:" in proc.stdout
+    bad = subprocess.run(
+        [*base, "--epochs", "1", "--set", "data.nonsense=1", "--out", str(tmp_path / "bad")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "expected SECTION.FIELD=VALUE" in bad.stderr
