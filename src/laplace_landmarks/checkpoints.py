@@ -47,6 +47,33 @@ def build_generator(config: RunConfig) -> torch.nn.Module:
     )
 
 
+def save_ensemble(
+    members: list[str | Path], path: str | Path, extra: dict[str, str] | None = None
+) -> torch.nn.Module:
+    """Join weights files into one ensemble weights file (see ``models/ensemble.py``).
+
+    The file holds every member's tensors and, in its metadata, each member's config
+    (``ensemble``) beside member 0's as the file's ``config``. Returns the ensemble."""
+    from laplace_landmarks.models.ensemble import EnsembleGenerator
+
+    loaded = [load_generator(member) for member in members]
+    try:
+        ensemble = EnsembleGenerator([model for model, _, _ in loaded])
+    except ValueError as exc:
+        raise LandmarksError(f"ensemble: {exc}") from exc
+    sizes = {config.data.size for _, config, _ in loaded}
+    if len(sizes) > 1:
+        raise LandmarksError(f"ensemble: the members crop faces at different sizes {sorted(sizes)}")
+    configs = [config.to_dict() for _, config, _ in loaded]
+    metadata = {
+        "ensemble": json.dumps(configs),
+        "members": json.dumps([str(Path(m).name) for m in members]),
+        **(extra or {}),
+    }
+    save_weights(ensemble, loaded[0][1], path, metadata)
+    return ensemble
+
+
 def save_weights(
     model: torch.nn.Module, config: RunConfig, path: str | Path, extra: dict[str, str] | None = None
 ) -> None:
@@ -78,6 +105,15 @@ def load_generator(path: str | Path) -> tuple[torch.nn.Module, RunConfig, dict[s
     else:
         payload = load_checkpoint(path)
         state, config, metadata = payload["model"], RunConfig.from_dict(payload["config"]), {}
-    model = build_generator(config)
+    if "ensemble" in metadata:
+        from laplace_landmarks.models.ensemble import EnsembleGenerator
+
+        try:
+            configs = [RunConfig.from_dict(c) for c in json.loads(metadata["ensemble"])]
+        except (TypeError, ValueError) as exc:
+            raise LandmarksError(f"weights: {path} has a broken ensemble entry ({exc})") from exc
+        model = EnsembleGenerator([build_generator(c) for c in configs])
+    else:
+        model = build_generator(config)
     model.load_state_dict(state)
     return model.eval(), config, metadata

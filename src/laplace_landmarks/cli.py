@@ -24,6 +24,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("data", "data"),
     ("export", "export"),
     ("calibrate", "calibrate"),
+    ("ensemble", "ensemble"),
     ("bench", "bench"),
 ]
 

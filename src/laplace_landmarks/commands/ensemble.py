@@ -1,0 +1,48 @@
+"""``laplace-landmarks ensemble``: join trained weights files into one ensemble weights file.
+
+The ensemble averages its members' heatmap probabilities (``models/ensemble.py``): its point is
+the mean of the members' calibrated points and its scale grows where they disagree. The result
+is an ordinary weights file: ``predict --model FILE``, ``evaluate``, ``calibrate`` (refits the
+offset of the whole), ``export`` and ``bench`` take it. Members must predict the same landmarks
+at the same crop size and output stride; they may differ in width, depth or training run.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``ensemble`` command."""
+    p = subparsers.add_parser(
+        "ensemble",
+        help="join trained weights files into one ensemble weights file",
+        description=__doc__,
+    )
+    p.add_argument("members", nargs="+", help=".safetensors/.pt files or shipped names (>= 2)")
+    p.add_argument("--out", required=True, help="new .safetensors weights file")
+    p.set_defaults(func=run_ensemble)
+
+
+def run_ensemble(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from laplace_landmarks.checkpoints import save_ensemble
+    from laplace_landmarks.errors import LandmarksError
+    from laplace_landmarks.evaluation_run import resolve_checkpoint
+    from laplace_landmarks.models.registry import count_parameters
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise LandmarksError(f"out: must end in .safetensors, got {out}")
+    if len(args.members) < 2:
+        raise LandmarksError("ensemble: give at least 2 members")
+    paths = [resolve_checkpoint(member) for member in args.members]
+    if any(out.resolve() == path.resolve() for path in paths):
+        raise LandmarksError("out: must differ from every member (members are never overwritten)")
+    ensemble = save_ensemble(paths, out)
+    print(
+        f"wrote {out}: {len(paths)} members, {count_parameters(ensemble):,} parameters "
+        f"({', '.join(p.name for p in paths)})"
+    )
+    return 0
