@@ -145,6 +145,12 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["onnx", "torch"])
     parser.add_argument("--timing-faces", type=int, default=200)
     parser.add_argument("--max-images", type=int, default=None, help="subsample the test split")
+    parser.add_argument(
+        "--flip-test",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="mirror our final pass (off by default here, unlike predict for the mirrored models)",
+    )
     args = parser.parse_args()
     path = find_predictor(args.predictor)
     if path is None:
@@ -158,8 +164,8 @@ def main() -> None:
     torch.set_num_threads(1)
     predictor = dlib.shape_predictor(str(path))
     landmarkers = {
-        f"{model} ({backend})": Landmarker.pretrained(
-            model, backend=backend, threads=1, flip_test=False
+        f"{model} ({backend}{', mirrored' if args.flip_test else ''})": Landmarker.pretrained(
+            model, backend=backend, threads=1, flip_test=args.flip_test
         )
         for model in args.models
         for backend in args.backends
