@@ -48,8 +48,8 @@ LONG_RUNS = (
 )
 GRID_WIDTHS = (1.0, 0.5, 0.25)
 DEEP_RUNS = {  # session 7: rcn-lite with depth, stage 1 then self-crop fine-tuning on the GPU
-    # name, width, depth, seed, self crops: "ft" (8 epochs after stage 1) or "start" (from
-    # epoch 1), zero_init_residual
+    # name, width, depth, seed, self crops: "ft" (8 epochs after stage 1), "start" (from
+    # epoch 1) or "none", zero_init_residual, [other config changes]
     "deep": (  # the first call
         ("deep-lite-w0.5-d2-s0", 0.5, 2, 0, "ft", False),
         ("deep-lite-w0.5-d2-s1", 0.5, 2, 1, "ft", False),
@@ -64,6 +64,12 @@ DEEP_RUNS = {  # session 7: rcn-lite with depth, stage 1 then self-crop fine-tun
         ("deep-lite-w0.5-d2-s0-zi", 0.5, 2, 0, "ft", True),
         ("deep-lite-w0.5-d4-s0-zi", 0.5, 4, 0, "ft", True),
         ("deep-lite-w1-d2-s0-zi", 1.0, 2, 0, "ft", True),
+    ),
+    "deep3": (  # the last 200 s: does a lower learning rate stop the divergence? (no fine-tuning)
+        ("deep-lite-w1-d2-s0-lr1e-3", 1.0, 2, 0, "none", False, {"train.lr": 1e-3}),
+        ("deep-lite-w1-d2-s0-lr5e-4", 1.0, 2, 0, "none", False, {"train.lr": 5e-4}),
+        ("deep-lite-w0.5-d4-s0-lr1e-3", 0.5, 4, 0, "none", False, {"train.lr": 1e-3}),
+        ("deep-lite-w0.5-d4-s0-lr5e-4", 0.5, 4, 0, "none", False, {"train.lr": 5e-4}),
     ),
 }
 SWEEP = {  # chosen on val: one change at a time to long-rcn-w1's recipe
@@ -135,7 +141,7 @@ def make_plan(args: argparse.Namespace) -> None:
                 "plan --only deep needs --self-crops (self_crop_finetune.py --save-crops)"
             )
         runs = []
-        for name, width, depth, seed, mode, zero in DEEP_RUNS[args.only]:
+        for name, width, depth, seed, mode, zero, *changes in DEEP_RUNS[args.only]:
             overrides = {
                 "model.name": "rcn-lite",
                 "model.width": width,
@@ -143,6 +149,7 @@ def make_plan(args: argparse.Namespace) -> None:
                 "model.zero_init_residual": zero,
                 "train.seed": seed,
                 "adversarial.unlabeled": opts.unlabeled,
+                **(changes[0] if changes else {}),
             }
             config = resolve_config("improved-lite", overrides)
             run = {
@@ -156,13 +163,15 @@ def make_plan(args: argparse.Namespace) -> None:
                 + ("--zero-init-residual " if zero else "")
                 + "--epochs E --device cuda",
             }
+            for dotted, value in (changes[0] if changes else {}).items():
+                run["command"] += f" ({dotted}={value})"
             if mode == "ft":
                 run["finetune"] = {"epochs": 8, "lr": 5e-4}
                 run["command"] += (
                     "; then benchmarks/self_crop_finetune.py --weights RUN/best.safetensors "
                     "--epochs 8 --lr 5e-4 (self crops carried, see the plan)"
                 )
-            else:
+            elif mode == "start":
                 run["train_self_crops"] = True
                 run["command"] += " (training crops: ground truth plus the carried self crops)"
             runs.append(run)
