@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--zero-init-residual",
         action="store_true",
         default=None,
-        help="with --depth: start the residual convs at zero (steadier for wide or deep models)",
+        help="with --depth: start the residual convs at zero (each added block starts as identity)",
     )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)

@@ -30,8 +30,8 @@ At width 1/8 (C = 8) that is 6.1 M multiply-adds per 80x80 face against the RCN'
 after enc10, the bottleneck, dec10 and dec20: capacity where the maps are small, at the same
 width (at width 1/8, n = 1 adds 1.6 M multiply-adds). ``zero_init_residual`` starts those convs
 at zero, so each block is the identity at initialisation (as in ResNets' zero-init of the last
-norm): at width 1 with depth 2, and width 1/4 with depth 4, PyTorch's default init made training
-diverge in the first epoch (docs/results.md).
+norm). It does not stop the first-epoch divergence seen at width 1 with depth 2 and width 1/2
+with depth 4 at the recipe's lr 2e-3; lr 1e-3 does (docs/results.md, session 7).
 Losses, the discriminator and decoding read ``config.output_stride`` and work in heatmap
 pixels, converting from and to crop pixels (``decoding.to_heatmap_units``).
 """
