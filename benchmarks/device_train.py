@@ -510,17 +510,17 @@ def pack(args: argparse.Namespace) -> None:
         items += [
             run / n for n in ("config.json", "metrics.csv", "command.txt") if (run / n).exists()
         ]
-    weights = []  # most useful first: fine-tuned candidates, then stage-1 bests
-    for run in longs:
+
+    def weights(run: Path) -> tuple[int, Path]:
+        """Most useful first: a fine-tuned candidate, a run's best, then a best that was
+        fine-tuned further (its ``-ft`` folder holds the candidate)."""
         if (run / "last.safetensors").exists():
-            weights.insert(0, run / "last.safetensors")
-        elif not (run.parent / f"{run.name}-ft").exists() or not run.name.startswith("deep"):
-            weights.append(run / "best.safetensors")
-    for run in longs:
-        if (run.parent / f"{run.name}-ft").exists() and run.name.startswith("deep"):
-            weights.append(run / "best.safetensors")
-    for path in weights:
+            return 0, run / "last.safetensors"
+        return (2 if (run.parent / f"{run.name}-ft").exists() else 1), run / "best.safetensors"
+
+    for _, path in sorted((weights(run) for run in longs), key=lambda pair: pair[0]):
         items += _split(path, args.mb * 1e6 - 4096) if path.exists() else []
+    for run in longs:
         if (run / "last.pt").exists() and (run / "last.pt").stat().st_size < 3e6:
             items += [run / "last.pt"]
     width = {}
@@ -564,7 +564,7 @@ def main() -> None:
         "--only",
         choices=("long", "sweep", *DEEP_RUNS),
         help="long: only the long runs (named long2-*); sweep: the long-rcn-w1 variants; "
-        "deep, deep2: rcn-lite with depth and self crops (session 7's two calls)",
+        "deep, deep2, deep3: rcn-lite with depth and self crops (session 7's three calls)",
     )
     p.add_argument(
         "--self-crops",

@@ -189,7 +189,10 @@ def main() -> None:
         section, _, field = dotted.partition(".")
         if not sep or section not in raw or field not in raw[section]:
             raise SystemExit(f"--set {item}: expected SECTION.FIELD=VALUE with a known field")
-        raw[section][field] = json.loads(value) if value[:1] in "-0123456789[{tf" else value
+        try:
+            raw[section][field] = json.loads(value)  # numbers, true/false, lists
+        except json.JSONDecodeError:
+            raw[section][field] = value  # a plain string
     config = RunConfig.from_dict(raw)
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     data = prepare_data(config, cache_dir, progress=False)

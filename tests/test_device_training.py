@@ -166,6 +166,7 @@ def test_device_train_driver_runs_a_plan_and_packs_it(tmp_path):
     with tarfile.open(tmp_path / "tars" / "part0.tar") as tar:
         members = set(tar.getnames())
     assert {"runs/long-b/best.safetensors", "runs/grid-a/best.pt", "runs/summary.json"} <= members
+    assert "runs/long-b/last.pt" in members  # a long run's small last.pt comes back too
     assert not any("probe" in name for name in members)
 
 

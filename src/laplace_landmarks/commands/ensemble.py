@@ -35,8 +35,6 @@ def run_ensemble(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise LandmarksError(f"out: must end in .safetensors, got {out}")
-    if len(args.members) < 2:
-        raise LandmarksError("ensemble: give at least 2 members")
     paths = [resolve_checkpoint(member) for member in args.members]
     if any(out.resolve() == path.resolve() for path in paths):
         raise LandmarksError("out: must differ from every member (members are never overwritten)")
