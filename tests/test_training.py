@@ -4,6 +4,7 @@ process, and clean errors for bad input. Width 1/16, one thread, 2 epochs of 2 b
 from __future__ import annotations
 
 import csv
+import math
 import multiprocessing
 import os
 import signal
@@ -16,7 +17,8 @@ import torch
 from conftest import UNLABELED_SLICE, YTF68_SLICE
 
 from laplace_landmarks.cli import main
-from laplace_landmarks.training import KILL_ENV
+from laplace_landmarks.config import RunConfig
+from laplace_landmarks.training import KILL_ENV, build_generator
 
 TIMING_COLUMNS = {"seconds", "images_per_s"}
 # A cheap adversarial recipe: the paper's LaplaceKL+D with a narrow D and few unlabelled faces.
@@ -116,28 +118,43 @@ def test_resume_of_a_finished_run_extends_it(tmp_path, capsys):
 def test_ddp_two_processes_match_one_process(tmp_path):
     """torchrun (gloo, 2 ranks, 4 faces each) against one process with the same batch of 8.
 
-    Measured (lr 1e-3, 4 steps): every parameter within 3e-7 except ``head.bias``, within
-    2e-5. A per-channel bias does not change a spatial softmax, so its gradient is zero up to
-    rounding, and Adam turns that rounding noise into steps of up to lr: it may differ by up to
-    lr x steps = 4e-3, yet it changes no prediction (the validation NMEs agree to 1e-5).
+    The two runs sum the same gradients in a different order, so they differ by float rounding,
+    and Adam amplifies rounding wherever a gradient is near zero: an element whose gradient is
+    pure rounding noise moves by up to lr per step in either run. ``head.bias`` is all such
+    elements (a per-channel bias does not change a spatial softmax). So the tolerances are
+    relative to how far training moved the weights, not absolute numbers from one CPU:
+    - every element: |single - ddp| <= 2 x lr x steps (Adam's step is at most about lr);
+    - all weights but head.bias: ||single - ddp|| <= 1 % of ||single - init||. Measured:
+      2e-4 for DDP; a run that saw different batches (16 of the 21 faces) gives 0.3, and
+      ranks that did not average their gradients would differ as much;
+    - validation NME per epoch within 1e-4 relative (rounding moves it by about 1e-9).
     """
     cache = tmp_path / "cache"
     (tmp_path / "nodrop.toml").write_text(NO_DROPOUT_TOML)
     recipe = str(tmp_path / "nodrop.toml")
     single, ddp = tmp_path / "single", tmp_path / "ddp"
-    args = lambda out: [*train_args(out, cache, recipe), "--lr", "1e-3"]  # noqa: E731
+    lr, steps = 1e-3, 4  # 21 faces, batch 8: 2 steps per epoch, 2 epochs
+    args = lambda out: [*train_args(out, cache, recipe), "--lr", str(lr)]  # noqa: E731
     assert main(args(single)) == 0  # also builds the crop caches
     torchrun = ["torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
     proc = run_cli(args(ddp), module=torchrun)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = load(single), load(ddp)
-    assert a["epoch"] == b["epoch"] == 2
+    assert a["epoch"] == b["epoch"] == 2 and a["model"].keys() == b["model"].keys()
+    config = RunConfig.from_dict(a["config"])
+    torch.manual_seed(config.train.seed)  # the Trainer's initialisation, rebuilt
+    init = build_generator(config).state_dict()
+    moved = differ = 0.0
     for key in a["model"]:
-        atol = 4e-3 if key == "head.bias" else 2e-6
-        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=atol)
+        x, y = a["model"][key].double(), b["model"][key].double()
+        assert (x - y).abs().max() <= 2 * lr * steps, key
+        if key != "head.bias":
+            moved += float((x - init[key].double()).square().sum())
+            differ += float((x - y).square().sum())
+    assert moved > 0 and math.sqrt(differ) <= 0.01 * math.sqrt(moved), (differ, moved)
     val_a = [row["val_nme"] for row in a["metrics"]]
     val_b = [row["val_nme"] for row in b["metrics"]]
-    assert val_a == pytest.approx(val_b, rel=1e-5)
+    assert val_a == pytest.approx(val_b, rel=1e-4)
 
 
 @pytest.mark.parametrize(
