@@ -21,6 +21,9 @@ FIXTURES = {
 }
 MMPOSE_EXTRA = ["LICENSE", "cofw/test_cofw.json", "aflw/test_aflw.json", "wflw/test_wflw.json"]
 MMPOSE_EXTRA += ["300w/test_300w.json", "wflw/36_Football_americanfootball_ball_36_415.jpg"]
+# 300W slice: subset -> how many faces; the first ones in sorted order whose image is small.
+SLICE_300W = {"helen/testset": 8, "helen/trainset": 12, "afw": 12}
+SLICE_300W_MAX_BYTES = 36_000
 
 
 def pick_rows(csv_path: Path, identities: int, per_identity: list[int]) -> tuple[list, list]:
@@ -70,6 +73,17 @@ def copy_fixtures(data_root: Path) -> None:
         shutil.copyfile(source / name, HERE / "fixtures" / name)
 
 
+def copy_300w(data_root: Path) -> None:
+    for subset, count in SLICE_300W.items():
+        images = sorted((data_root / "300w" / subset).glob("*.jpg"))
+        small = [i for i in images if i.stat().st_size < SLICE_300W_MAX_BYTES][:count]
+        target = HERE / "300w_slice" / subset
+        target.mkdir(parents=True, exist_ok=True)
+        for image in small:
+            shutil.copyfile(image, target / image.name)
+            shutil.copyfile(image.with_suffix(".pts"), target / image.with_suffix(".pts").name)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", type=Path, default=HERE.parents[2] / "shared" / "data")
@@ -77,3 +91,4 @@ if __name__ == "__main__":
     copy_ytf68(args.data_root)
     copy_unlabeled(args.data_root)
     copy_fixtures(args.data_root)
+    copy_300w(args.data_root)
