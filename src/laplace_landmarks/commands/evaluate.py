@@ -9,6 +9,13 @@ Crops: ``five-point`` (default) is the standard protocol, the paper's crop from 
 5 points; ``detector`` uses dlib boxes, the path a user's photo takes. Faces that cannot be
 cropped (e.g. the detector finds none) are skipped and counted; for the detector protocol an
 extra line gives AUC and FR with every skipped face counted as a failure.
+
+``--protocol landmarker`` scores the real user path instead: dlib HOG box (the detection holding
+the ground-truth centre; else a ground-truth fallback box, counted) -> ``Landmarker.predict``
+with the model's own refine and flip_test. It prints inter-ocular NME mean / median, AUC, FR,
+90 % interval coverage and Spearman(face scale, NME), and with ``--dlib`` dlib's 68-point shape
+predictor on the same boxes (trained on iBUG 300-W, non-commercial; comparison only). See
+``laplace_landmarks.path_evaluation``.
 """
 
 from __future__ import annotations
@@ -38,6 +45,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="five-point: ground-truth 5-point crops (standard, 68 points); detector: dlib "
         "boxes (the user path); box: the annotated face box (AFLW, WFLW, COFW)",
     )
+    p.add_argument(
+        "--protocol",
+        choices=["crop", "landmarker"],
+        default="crop",
+        help="crop: score network crops made by --crop (default); landmarker: the user path, "
+        "Landmarker.predict on the HOG detector box (headline numbers)",
+    )
+    p.add_argument(
+        "--flip-test",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="landmarker protocol: mirror the final pass (default: the model's own setting)",
+    )
+    p.add_argument(
+        "--dlib", action="store_true", help="landmarker protocol: score dlib's predictor too"
+    )
+    p.add_argument(
+        "--dlib-predictor",
+        help="dlib's shape_predictor_68_face_landmarks.dat (default: face-recognition-models' "
+        "copy, else /usr/share/dlib)",
+    )
+    p.add_argument("--limit", type=int, help="landmarker protocol: score only the first N faces")
     p.add_argument("--json", help="write every number (and per-landmark Spearman) here")
     p.add_argument("--plots", help="folder for ced.png and calibration.png")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -58,6 +87,17 @@ def run(args: argparse.Namespace) -> int:
         raise LandmarksError("--threads must be >= 1")
     if not args.threshold > 0:
         raise LandmarksError("--threshold must be > 0")
+    if args.protocol == "landmarker":
+        return _run_landmarker(args)
+    path_only = {
+        "--dlib": args.dlib,
+        "--dlib-predictor": args.dlib_predictor is not None,
+        "--limit": args.limit is not None,
+        "--flip-test/--no-flip-test": args.flip_test is not None,
+    }
+    given = [flag for flag, used in path_only.items() if used]
+    if given:
+        raise LandmarksError(f"{given[0]} needs --protocol landmarker")
     result = evaluate_checkpoint(
         args.checkpoint,
         args.data,
@@ -74,4 +114,37 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {write_json_atomic(result, args.json)}")
     for path in result["plots"]:
         print(f"wrote {path}")
+    return 0
+
+
+def _run_landmarker(args: argparse.Namespace) -> int:
+    import sys
+
+    from laplace_landmarks.errors import LandmarksError
+    from laplace_landmarks.evaluation_run import write_json_atomic
+    from laplace_landmarks.path_evaluation import format_path_report, run_landmarker_protocol
+
+    if args.plots or args.crop != "five-point":
+        raise LandmarksError("--plots and --crop do not apply to --protocol landmarker")
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if done % 50 == 0 or done == total:
+            print(f"{stage}: {done}/{total} faces", file=sys.stderr, flush=True)
+
+    result = run_landmarker_protocol(
+        args.checkpoint,
+        args.data,
+        args.split,
+        args.data_root,
+        limit=args.limit,
+        flip_test=args.flip_test,
+        threads=args.threads,
+        dlib=args.dlib or args.dlib_predictor is not None,
+        dlib_predictor=args.dlib_predictor,
+        threshold=args.threshold,
+        progress=progress,
+    )
+    print(format_path_report(result))
+    if args.json:
+        print(f"wrote {write_json_atomic(result, args.json)}")
     return 0

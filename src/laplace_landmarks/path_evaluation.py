@@ -1,0 +1,388 @@
+"""The Landmarker-path protocol: score labelled faces the way a user's photo goes through.
+
+For every labelled face: run dlib's HOG detector (``DlibHogDetector(upsample=1)``, as
+``Landmarker`` does) on the whole image and take the detection whose box holds the ground-truth
+centre (the mean of the visible points), the nearest-centred one if several do. Where no detection
+holds it, the face gets its **fallback box**: the square box that the detector-box crop rule
+(:func:`~laplace_landmarks.detection.crop_from_detection`) maps exactly onto the paper's
+ground-truth 5-point crop, so a fallback face is cropped as well as the rule allows and dlib's
+shape predictor gets a box of the detector's size. Such faces are scored and counted
+(``no_detection``). Then ``Landmarker.predict(image, boxes=[box])`` with the model's own
+settings: box crop -> network -> 5-point re-crop -> (mirrored) final pass -> image pixels.
+
+Reported: inter-ocular NME mean and median (percent), AUC@threshold, FR@threshold (percent), the
+coverage of the 90 % Laplace interval per axis (``|error| <= b * ln(10)``, b the predicted scale
+in image pixels; share of visible point-axes) and the Spearman correlation of per-face mean scale
+with per-face NME. With a dlib predictor, its 68 points on exactly the same boxes are scored
+beside ours (no uncertainty). Points are (x, y), 0-based, pixel centres at integers.
+
+dlib's ``shape_predictor_68_face_landmarks.dat`` was trained on iBUG 300-W, whose licence excludes
+commercial use; it is used here only for comparison and never ships with this package.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68
+from laplace_landmarks.detection import DETECTOR_CROP_SCALE, DETECTOR_CROP_SHIFT, Detection
+from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.evaluation import (
+    auc_at,
+    calibration,
+    failure_rate,
+    nme_per_face,
+    spearman_correlation,
+)
+
+Box = tuple[float, float, float, float]
+DEBIAN_PREDICTOR = Path("/usr/share/dlib/shape_predictor_68_face_landmarks.dat")
+INSTALL_HINT = "pip install face-recognition-models (or apt-get install libdlib-data)"
+
+
+@dataclass(frozen=True)
+class PathFace:
+    """One labelled face and the box it is scored from.
+
+    points: (K, 2) ground truth, image pixels; visible: (K,) bool. box: (x0, y0, x1, y1),
+    continuous edge coordinates; detected: False when it is the fallback box.
+    """
+
+    image_path: Path
+    points: np.ndarray
+    visible: np.ndarray
+    box: Box
+    detected: bool
+
+
+def matching_detection(detections: Sequence[Detection], centre: Sequence[float]) -> Box | None:
+    """The box, among ``detections``, that holds ``centre`` (x, y) and is nearest-centred on it."""
+    cx, cy = float(centre[0]), float(centre[1])
+    holding = [
+        d.box for d in detections if d.box[0] <= cx <= d.box[2] and d.box[1] <= cy <= d.box[3]
+    ]
+    if not holding:
+        return None
+    return min(holding, key=lambda b: math.hypot((b[0] + b[2]) / 2 - cx, (b[1] + b[3]) / 2 - cy))
+
+
+def fallback_box(points: np.ndarray) -> Box:
+    """The box whose detector-rule crop is exactly the ground-truth 5-point crop (68 points).
+
+    ``crop_from_detection`` makes a square of side ``DETECTOR_CROP_SCALE * w`` centred at the box
+    centre plus ``DETECTOR_CROP_SHIFT * w``; this inverts it for the 5-point crop's square.
+    """
+    x0, y0, x1, y1 = crop_from_five_points(five_points_from_68(points)).box
+    side = (x1 - x0) / DETECTOR_CROP_SCALE
+    cx = (x0 + x1) / 2 - DETECTOR_CROP_SHIFT[0] * side
+    cy = (y0 + y1) / 2 - DETECTOR_CROP_SHIFT[1] * side
+    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+
+
+def face_for(sample: Any, rgb: np.ndarray, detector: Callable[[np.ndarray], list]) -> PathFace:
+    """The :class:`PathFace` of one labelled sample: its detection, else its fallback box."""
+    visible = np.ones(len(sample.points), bool) if sample.visibility is None else sample.visibility
+    visible = np.asarray(visible, bool)
+    box = matching_detection(detector(rgb), np.nanmean(sample.points[visible], axis=0))
+    detected = box is not None
+    if box is None:
+        box = fallback_box(sample.points)
+    return PathFace(Path(sample.image_path), np.asarray(sample.points), visible, box, detected)
+
+
+def find_dlib_predictor(path: str | Path | None = None) -> Path:
+    """dlib's 68-point model: ``path``, else face-recognition-models' copy, else Debian's.
+
+    Raises LandmarksError (one line, with how to install) when none is there.
+    """
+    if path is not None:
+        if not Path(path).is_file():
+            raise LandmarksError(f"dlib-predictor: {path} is not a file")
+        return Path(path)
+    found = _face_recognition_models_file()
+    if found is not None:
+        return found
+    if DEBIAN_PREDICTOR.is_file():
+        return DEBIAN_PREDICTOR
+    raise LandmarksError(f"dlib: shape_predictor_68_face_landmarks.dat not found; {INSTALL_HINT}")
+
+
+def _face_recognition_models_file() -> Path | None:
+    """The 68-point file inside face-recognition-models, found without importing the package
+    (its ``pose_predictor_model_location()`` needs ``pkg_resources``, gone from new setuptools)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.origin is None:
+        return None
+    found = Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
+    return found if found.is_file() else None
+
+
+def dlib_points(predictor: Any, rgb: np.ndarray, box: Box) -> np.ndarray:
+    """dlib's (68, 2) points for one box; the box is rounded to dlib's inclusive pixel rectangle
+    (a HOG detection's own rectangle comes back unchanged)."""
+    import dlib
+
+    x0, y0, x1, y1 = box
+    rect = dlib.rectangle(round(x0 + 0.5), round(y0 + 0.5), round(x1 - 0.5), round(y1 - 0.5))
+    return np.array([(p.x, p.y) for p in predictor(rgb, rect).parts()], dtype=np.float64)
+
+
+def score(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    visible: np.ndarray,
+    scale: np.ndarray | None = None,
+    threshold: float = 0.08,
+) -> dict[str, Any]:
+    """The path protocol's numbers for (N, K, 2) predictions; ``scale`` adds the uncertainty ones.
+
+    NMEs in percent, ``fr_percent`` in percent, ``auc`` a fraction; ``coverage_90`` and
+    ``coverage_90_per_axis`` ([x, y]) are shares of visible point-axes inside ``b * ln(10)``.
+    """
+    nme = nme_per_face(pred, gt, visible)
+    result: dict[str, Any] = {
+        "faces": int(nme.size),
+        "nme_percent_mean": float(100 * nme.mean()),
+        "nme_percent_median": float(100 * np.median(nme)),
+        "auc": auc_at(nme, threshold),
+        "fr_percent": 100 * failure_rate(nme, threshold),
+    }
+    if scale is not None:
+        calib = calibration(pred, gt, scale, visible, levels=(0.9,))
+        face_scale = np.array([s[v].mean() for s, v in zip(scale, visible, strict=True)])
+        result["coverage_90"] = calib["coverage_90"]
+        result["coverage_90_per_axis"] = calib["coverage_90_per_axis"]
+        result["mean_scale_px"] = calib["mean_scale_px"]
+        rho = spearman_correlation(face_scale, nme)
+        result["spearman_face_scale_nme"] = None if math.isnan(rho) else rho
+    result["nme_per_face"] = [float(e) for e in nme]
+    return result
+
+
+def split_label(data: str, split: str, root: str | Path | None = None) -> str:
+    """An honest name for the scored split: 300W's names the subsets present, else data/split."""
+    if data.lower() == "300w":
+        from laplace_landmarks.data.datasets import split_label_300w
+
+        return split_label_300w(split, root)
+    return f"{data}/{split}"
+
+
+def load_labelled_faces(
+    data: str, split: str, root: str | Path | None = None, limit: int | None = None
+) -> list[Any]:
+    """The first ``limit`` (all when None) labelled 68-point samples of a split, in file order."""
+    from laplace_landmarks.data.datasets import load_dataset
+
+    if limit is not None and limit < 1:
+        raise LandmarksError(f"limit: must be >= 1, got {limit}")
+    try:
+        dataset = load_dataset(data, split, root=root)
+    except (FileNotFoundError, ValueError) as exc:
+        raise LandmarksError(f"data: {exc}") from exc
+    if dataset.num_landmarks != 68:
+        raise LandmarksError(f"{data}/{split}: the landmarker protocol needs 68 points")
+    samples = [s for s in dataset.samples if s.points is not None][:limit]
+    if not samples:
+        raise LandmarksError(f"{data}/{split}: no labelled face")
+    return samples
+
+
+def load_landmarker(
+    spec: str,
+    flip_test: bool | None = None,
+    threads: int | None = None,
+    refine: bool | int = True,
+) -> Any:
+    """A ``Landmarker`` as ``predict`` builds it: a shipped name takes its own ``flip_test``
+    (None) from the index, a ``.pt``/``.safetensors`` file has it off unless asked."""
+    from laplace_landmarks.evaluation_run import resolve_checkpoint
+    from laplace_landmarks.inference import Landmarker
+
+    if threads is not None and threads < 1:
+        raise LandmarksError(f"threads: must be >= 1, got {threads}")
+    path = resolve_checkpoint(spec)  # LandmarksError for a missing file or an unknown name
+    if Path(spec).is_file():
+        landmarker = Landmarker.from_checkpoint(
+            path, refine=refine, threads=threads, flip_test=bool(flip_test)
+        )
+        landmarker.name = str(spec)
+        return landmarker
+    return Landmarker.pretrained(str(spec), refine=refine, threads=threads, flip_test=flip_test)
+
+
+def path_faces(
+    samples: Sequence[Any],
+    detector: Callable[[np.ndarray], list],
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[PathFace]:
+    """:func:`face_for` of every labelled sample (the HOG pass over every image)."""
+    from laplace_landmarks.data.images import load_image
+
+    faces = []
+    for index, sample in enumerate(samples):
+        faces.append(face_for(sample, load_image(sample.image_path), detector))
+        if progress is not None:
+            progress("detect", index + 1, len(samples))
+    return faces
+
+
+def evaluate_path(
+    landmarker: Any,
+    faces: Sequence[PathFace],
+    dlib_predictor: Any = None,
+    threshold: float = 0.08,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Score ``landmarker`` (and a loaded dlib ``shape_predictor``, if given) on ``faces``.
+
+    Each face is predicted by ``landmarker.predict(image, boxes=[face.box])``. Returns
+    ``faces``, ``no_detection``, ``ours`` and ``dlib`` (None without a predictor; see
+    :func:`score`), ``seconds`` (ours, dlib: prediction time only) and ``per_face`` details.
+    """
+    from laplace_landmarks.data.images import load_image
+
+    if not threshold > 0:
+        raise LandmarksError(f"threshold: must be > 0, got {threshold}")
+    if not faces:
+        raise LandmarksError("faces: nothing to score")
+    ours, ours_scale, theirs = [], [], []
+    seconds = {"ours": 0.0, "dlib": 0.0}
+    for index, face in enumerate(faces):
+        rgb = load_image(face.image_path)
+        start = time.perf_counter()
+        predicted = landmarker.predict(rgb, boxes=[face.box])[0]
+        seconds["ours"] += time.perf_counter() - start
+        ours.append(predicted.points)
+        ours_scale.append(predicted.scale)
+        if dlib_predictor is not None:
+            start = time.perf_counter()
+            theirs.append(dlib_points(dlib_predictor, rgb, face.box))
+            seconds["dlib"] += time.perf_counter() - start
+        if progress is not None:
+            progress("predict", index + 1, len(faces))
+    gt = np.stack([f.points for f in faces])
+    visible = np.stack([f.visible for f in faces])
+    ours_row = score(np.stack(ours), gt, visible, np.stack(ours_scale), threshold)
+    dlib_row = score(np.stack(theirs), gt, visible, None, threshold) if theirs else None
+    return {
+        "faces": len(faces),
+        "no_detection": sum(not f.detected for f in faces),
+        "ours": ours_row,
+        "dlib": dlib_row,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "per_face": [_face_detail(f, i, ours_row, dlib_row) for i, f in enumerate(faces)],
+    }
+
+
+def _face_detail(face: PathFace, index: int, ours: dict, dlib: dict | None) -> dict[str, Any]:
+    return {
+        "image": face.image_path.name,
+        "detected": face.detected,
+        "box": [round(v, 2) for v in face.box],
+        "nme_ours": ours["nme_per_face"][index],
+        "nme_dlib": None if dlib is None else dlib["nme_per_face"][index],
+    }
+
+
+def run_landmarker_protocol(
+    checkpoint: str,
+    data: str,
+    split: str,
+    root: str | Path | None = None,
+    *,
+    limit: int | None = None,
+    flip_test: bool | None = None,
+    threads: int | None = None,
+    dlib: bool = False,
+    dlib_predictor: str | Path | None = None,
+    threshold: float = 0.08,
+    refine: bool | int = True,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """``evaluate --protocol landmarker``: load everything, run :func:`path_faces` and
+    :func:`evaluate_path`, and add the split's honest label, the settings and the machine.
+
+    ``progress(stage, done, total)`` (stage "detect" or "predict") is called after each face.
+    Bad input raises LandmarksError (one line)."""
+    from laplace_landmarks.bench import cpu_name
+
+    predictor_path = find_dlib_predictor(dlib_predictor) if dlib else None
+    samples = load_labelled_faces(data, split, root, limit)
+    landmarker = load_landmarker(checkpoint, flip_test, threads, refine)
+    predictor = None
+    if predictor_path is not None:
+        import dlib as dlib_module
+
+        predictor = dlib_module.shape_predictor(str(predictor_path))
+    faces = path_faces(samples, landmarker.detector, progress)
+    result = evaluate_path(landmarker, faces, predictor, threshold, progress)
+    settings = {
+        "checkpoint": str(checkpoint),
+        "model": landmarker.name,
+        "data": data,
+        "split": split,
+        "data_root": None if root is None else str(root),
+        "protocol": "landmarker",
+        "limit": limit,
+        "refine": landmarker.refine,
+        "flip_test": landmarker.flip_test,
+        "threads": threads,
+        "threshold": threshold,
+        "detector": "dlib HOG, upsample 1",
+        "fallback_box": "detector-equivalent box of the ground-truth 5-point crop",
+        "dlib_predictor": None if predictor_path is None else str(predictor_path),
+    }
+    machine = {"cpu": cpu_name(), "cpu_count": os.cpu_count()}
+    return {
+        "label": split_label(data, split, root),
+        "settings": settings,
+        "machine": machine,
+        **result,
+    }
+
+
+def format_path_report(result: dict[str, Any]) -> str:
+    """The printed report: a header naming the split and settings, then one row per system."""
+    s, threshold = result["settings"], result["settings"]["threshold"]
+    lines = [
+        f"Landmarker path on {result['label']} ({s['data']}/{s['split']}): {result['faces']} faces, "
+        f"{result['no_detection']} without a HOG detection (scored from the fallback box)",
+        f"model {s['model']} (refine {s['refine']}, flip_test {s['flip_test']}); "
+        f"inter-ocular NME; CPU {result['machine']['cpu']}",
+        "",
+        f"| system | faces | NME % mean | NME % median | AUC@{threshold:g} | FR@{threshold:g} % "
+        "| 90 % interval coverage (x, y) | Spearman(face scale, NME) |",
+        "|---|---|---|---|---|---|---|---|",
+        _row(s["model"], result["ours"]),
+    ]
+    if result["dlib"] is not None:
+        lines.append(_row("dlib shape predictor (68, iBUG 300-W, non-commercial)", result["dlib"]))
+    return "\n".join(lines)
+
+
+def _row(name: str, row: dict[str, Any]) -> str:
+    coverage, rho = "-", "-"
+    if "coverage_90" in row:
+        x, y = row["coverage_90_per_axis"]
+        coverage = f"{row['coverage_90']:.3f} ({x:.3f}, {y:.3f})"
+        rho = (
+            "n/a"
+            if row["spearman_face_scale_nme"] is None
+            else f"{row['spearman_face_scale_nme']:.3f}"
+        )
+    return (
+        f"| {name} | {row['faces']} | {row['nme_percent_mean']:.2f} | "
+        f"{row['nme_percent_median']:.2f} | {row['auc']:.3f} | {row['fr_percent']:.1f} | "
+        f"{coverage} | {rho} |"
+    )
