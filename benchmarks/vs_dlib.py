@@ -1,12 +1,14 @@
 """Our models against dlib's 68-point shape predictor: speed (A/B, one thread) and NME on ytf68 TEST.
 
-Both systems get the SAME dlib HOG detector box (``DlibHogDetector(upsample=1)``; the detection
-that contains the face's ground-truth centre) on every ytf68 TEST image; faces without such a
-detection are counted separately and left out of the NME.
+Both systems get the SAME box on every ytf68 TEST image, from the library's Landmarker-path
+protocol (:mod:`laplace_landmarks.path_evaluation`, also ``evaluate --protocol landmarker
+--dlib``): the dlib HOG detection (``DlibHogDetector(upsample=1)``) holding the face's
+ground-truth centre, nearest-centred; faces without one get the detector-equivalent box of their
+ground-truth 5-point crop, are counted, and are scored in the NME but not timed.
 
-- **NME** (inter-ocular, image pixels, all detected test faces): dlib ``predictor(image, rect)``
+- **NME** (inter-ocular, image pixels, all test faces): dlib ``predictor(image, rect)``
   against ``Landmarker.predict(image, boxes=[box])`` (detector-box crop, network, 5-point
-  refinement, mapping back).
+  refinement, mapping back), by ``path_evaluation.evaluate_path``.
 - **Speed**, one thread, on the first ``--timing-faces`` detected faces, A/B alternating face by
   face (the order flips every face), median ms per face:
   - *model only*: our network + decoding on one pre-cut 80x80 crop (the detector-box crop; ONNX
@@ -40,63 +42,35 @@ from laplace_landmarks.data.crops import warp_crop
 from laplace_landmarks.data.datasets import load_dataset
 from laplace_landmarks.data.images import load_image
 from laplace_landmarks.detection import DlibHogDetector, crop_from_detection
-from laplace_landmarks.evaluation import nme_per_face
+from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.inference import Landmarker
-
-DEBIAN_MODEL = Path("/usr/share/dlib/shape_predictor_68_face_landmarks.dat")
-
-
-def find_predictor(path: Path | None) -> Path | None:
-    """The dlib 68-point model: ``path``, Debian's libdlib-data, or face-recognition-models."""
-    if path is not None:
-        return path if path.is_file() else None
-    if DEBIAN_MODEL.is_file():
-        return DEBIAN_MODEL
-    try:
-        import face_recognition_models
-
-        found = Path(face_recognition_models.pose_predictor_model_location())
-        return found if found.is_file() else None
-    except ImportError:
-        return None
+from laplace_landmarks.path_evaluation import (
+    PathFace,
+    dlib_points,
+    evaluate_path,
+    find_dlib_predictor,
+    path_faces,
+)
 
 
-def detected_faces(dataset) -> tuple[list[tuple], int]:
-    """(sample, rgb, box, dlib rectangle) for every face whose detection holds its GT centre."""
-    import dlib
-
-    detector, faces, missed = DlibHogDetector(upsample=1), [], 0
-    for sample in dataset.samples:
-        rgb = load_image(sample.image_path)
-        cx, cy = np.nanmean(sample.points, axis=0)
-        boxes = [d.box for d in detector(rgb) if d.box[0] <= cx <= d.box[2]]
-        boxes = [b for b in boxes if b[1] <= cy <= b[3]]
-        if not boxes:
-            missed += 1
-            continue
-        x0, y0, x1, y1 = boxes[0]  # the detector's integer pixel rectangle, inclusive
-        rect = dlib.rectangle(round(x0 + 0.5), round(y0 + 0.5), round(x1 - 0.5), round(y1 - 0.5))
-        faces.append((sample, rgb, boxes[0], rect))
-    return faces, missed
+def detected_faces(faces: list[PathFace]) -> list[tuple]:
+    """(face, rgb, box) for the faces that have a HOG detection (the timing set)."""
+    return [(f, load_image(f.image_path), f.box) for f in faces if f.detected]
 
 
-def dlib_points(predictor, rgb: np.ndarray, rect) -> np.ndarray:
-    shape = predictor(rgb, rect)
-    return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
-
-
-def nme_table(faces, predictor, landmarkers: dict[str, Landmarker]) -> list[str]:
-    gt = np.stack([f[0].points for f in faces])
-    systems = {"dlib shape predictor": lambda f: dlib_points(predictor, f[1], f[3])}
-    for name, lm in landmarkers.items():
-        systems[name] = lambda f, lm=lm: lm.predict(f[1], boxes=[f[2]])[0].points
+def nme_table(faces: list[PathFace], predictor, landmarkers: dict[str, Landmarker]) -> list[str]:
     rows = []
-    for name, predict in systems.items():
-        nme = nme_per_face(np.stack([predict(f) for f in faces]), gt)
-        rows.append(
-            f"| {name} | {len(faces)} | {100 * nme.mean():.3f} | {100 * np.median(nme):.3f} "
-            f"| {100 * (nme > 0.08).mean():.2f} |"
-        )
+    for index, (name, lm) in enumerate(landmarkers.items()):
+        result = evaluate_path(lm, faces, predictor if index == 0 else None)
+        named = ([("dlib shape predictor", result["dlib"])] if index == 0 else []) + [
+            (name, result["ours"])
+        ]
+        for label, row in named:
+            rows.append(
+                f"| {label} | {row['faces']} | {row['nme_percent_mean']:.3f} "
+                f"| {row['nme_percent_median']:.3f} | {row['fr_percent']:.2f} |"
+            )
+            print(rows[-1], flush=True)
     return rows
 
 
@@ -114,7 +88,7 @@ def ab_times(call_a, call_b, faces) -> tuple[float, float]:
 
 def speed_rows(faces, predictor, landmarkers: dict[str, Landmarker]) -> list[str]:
     def run_dlib(face):
-        return dlib_points(predictor, face[1], face[3])
+        return dlib_points(predictor, face[1], face[2])
 
     rows = []
     for name, lm in landmarkers.items():
@@ -152,12 +126,10 @@ def main() -> None:
         help="mirror our final pass (off by default here, unlike predict for the mirrored models)",
     )
     args = parser.parse_args()
-    path = find_predictor(args.predictor)
-    if path is None:
-        print(
-            "dlib's shape_predictor_68_face_landmarks.dat not found (apt-get install "
-            "libdlib-data, or pip install face-recognition-models); skipping"
-        )
+    try:
+        path = find_dlib_predictor(args.predictor)
+    except LandmarksError as exc:
+        print(f"{exc}; skipping")
         return
     import dlib
 
@@ -171,18 +143,18 @@ def main() -> None:
         for backend in args.backends
     }
     dataset = load_dataset("ytf68", "test", max_images=args.max_images)
-    faces, missed = detected_faces(dataset)
+    faces = path_faces(dataset.samples, DlibHogDetector(upsample=1))
+    timed = detected_faces(faces)
     print(
         f"dlib {dlib.__version__} predictor {path}; torch {torch.__version__}, 1 thread, "
-        f"{cpu_name()}; ytf68 test: {len(dataset.samples)} faces, {len(faces)} with a "
-        f"detection holding the GT centre, {missed} without\n"
+        f"{cpu_name()}; ytf68 test: {len(faces)} faces, {len(timed)} with a detection holding "
+        f"the GT centre, {len(faces) - len(timed)} without (fallback box, not timed)\n"
     )
     print("| system | faces | NME % mean | NME % median | FR@8% % |\n|---|---|---|---|---|")
-    for row in nme_table(faces, predictor, landmarkers):
-        print(row, flush=True)
+    nme_table(faces, predictor, landmarkers)
     print("\n| ours | timing | faces | dlib ms/face | ours ms/face | ours / dlib |")
     print("|---|---|---|---|---|---|")
-    speed_rows(faces[: args.timing_faces], predictor, landmarkers)
+    speed_rows(timed[: args.timing_faces], predictor, landmarkers)
     sys.stdout.flush()
 
 
