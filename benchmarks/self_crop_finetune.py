@@ -1,5 +1,10 @@
 """Fine-tune a trained generator on crops made the way the detector path makes them.
 
+The library does this now: ``laplace-landmarks train --init-from WEIGHTS --self-crops-from
+NAME_OR_FILE`` (crops made by ``laplace_landmarks.self_crops``, cached). This script stays as a
+thin caller for what the library does not do: teacher-labelled faces (``--pseudo``) and carrying
+saved self crops to a machine without a face detector (``--save-crops``, ``--self-crops-file``).
+
 Why (docs/results.md, "Where the detector path loses 0.4 points"): a crop aligned on the model's
 own estimate locks the model's errors in, and ground-truth 5-point crops never show the model
 that geometry. This script
@@ -29,7 +34,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -37,66 +41,21 @@ import torch
 
 
 def self_crops(crops_from: str, samples, threads: int, label: str = "self crops"):
-    """The CropCache of ``samples`` (labelled faces) cropped by ``crops_from``'s detector path."""
-    from laplace_landmarks.commands.predict import load_landmarker
-    from laplace_landmarks.data.cache import CropCache
-    from laplace_landmarks.data.crops import warp_crop
-    from laplace_landmarks.data.images import to_rgb_array
+    """The CropCache of ``samples`` cropped by ``crops_from``'s detector path (not cached)."""
+    from laplace_landmarks.inference import Landmarker
+    from laplace_landmarks.self_crops import make_self_crops
+    from laplace_landmarks.training import resolve_weights
 
-    landmarker = load_landmarker(crops_from, refine=True, threads=threads, flip_test=False)
-    images, points, visibility, matrices, identities, paths = [], [], [], [], [], []
-    start = time.perf_counter()
-    for sample in samples:
-        rgb = to_rgb_array(str(sample.image_path), "image")
-        cx, cy = np.nanmean(sample.points, axis=0)
-        holding = [
-            d
-            for d in landmarker.detector(rgb)
-            if d.box[0] <= cx <= d.box[2] and d.box[1] <= cy <= d.box[3]
-        ]
-        if not holding:
-            continue
-        box = min(
-            (d.box for d in holding),
-            key=lambda b: np.hypot((b[0] + b[2]) / 2 - cx, (b[1] + b[3]) / 2 - cy),
-        )
-        crop = landmarker.predict(rgb, boxes=[box])[0].crop  # box -> first pass -> re-crop
-        images.append(
-            torch.from_numpy(np.ascontiguousarray(warp_crop(rgb, crop).transpose(2, 0, 1)))
-        )
-        points.append(torch.from_numpy(crop.to_crop(sample.points).astype(np.float32)))
-        vis = sample.visibility if sample.visibility is not None else np.ones(68, bool)
-        visibility.append(torch.from_numpy(np.asarray(vis, dtype=bool)))
-        matrices.append(torch.tensor(np.asarray(crop.matrix), dtype=torch.float64))
-        identities.append(sample.identity)
-        paths.append(str(sample.image_path))
-    if not images:
-        raise SystemExit("no training face had a detection holding its ground-truth centre")
-    print(
-        f"{label}: {len(images)} of {len(samples)} faces ({time.perf_counter() - start:.0f} s)",
-        file=sys.stderr,
+    landmarker = Landmarker.from_checkpoint(
+        resolve_weights(crops_from), refine=True, threads=threads, flip_test=False
     )
-    return CropCache(
-        torch.stack(images),
-        torch.stack(points),
-        torch.stack(visibility),
-        torch.stack(matrices),
-        identities,
-        paths,
-    )
+    return make_self_crops(landmarker, samples, label)
 
 
 def concat(a, b):
-    from laplace_landmarks.data.cache import CropCache
+    from laplace_landmarks.self_crops import concat_crop_caches
 
-    return CropCache(
-        torch.cat([a.images, b.images]),
-        torch.cat([a.points, b.points]),
-        torch.cat([a.visibility, b.visibility]),
-        torch.cat([a.matrices, b.matrices]),
-        a.identities + b.identities,
-        a.paths + b.paths,
-    )
+    return concat_crop_caches(a, b)
 
 
 def pseudo_samples(paths: list[str], limit: int | None):
@@ -199,6 +158,7 @@ def main() -> None:
     if not args.gt_only:
         from laplace_landmarks.data.cache import CropCache
         from laplace_landmarks.data.datasets import load_dataset
+        from laplace_landmarks.self_crops import self_crop_cache
 
         train = load_dataset(
             "ytf68", "trainval-train", root=args.data_root, max_images=args.max_train
@@ -206,7 +166,8 @@ def main() -> None:
         if args.self_crops_file:
             extra = CropCache.load(args.self_crops_file)
         else:
-            extra = self_crops(args.crops_from, train.samples, args.threads)
+            extra = self_crop_cache(args.crops_from, train, cache_dir, threads=args.threads)
+            print(f"self crops: {len(extra)} crops", file=sys.stderr)
         if args.save_crops:
             extra.save(args.save_crops)
             print(f"self crops -> {args.save_crops}", file=sys.stderr)

@@ -8,6 +8,7 @@ every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -72,6 +73,9 @@ class DataConfig:
     shift: float = 0.0
     brightness: float = 0.0
     contrast: float = 0.0
+    # weights file or shipped name whose detector path re-crops the training faces; those
+    # "self crops" are added to the training set (self_crops.py)
+    self_crops_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class TrainConfig:
     seed: int = 0
     threads: int | None = None  # torch threads; None = leave torch's default
     channels_last: bool = True  # NHWC convs: 2-11 % faster here (train_throughput.py)
+    init_from: str | None = None  # weights file or shipped name to start from (fine-tuning)
 
 
 @dataclass(frozen=True)
@@ -134,8 +139,17 @@ def list_recipes() -> list[str]:
 
 
 def load_recipe(name_or_path: str) -> dict[str, Any]:
-    """The raw dict of a named recipe or a TOML file path."""
+    """The raw dict of a named recipe, a TOML file path or a run's ``config.json``."""
     path = Path(name_or_path)
+    if path.suffix == ".json" and path.is_file():
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise LandmarksError(f"recipe {name_or_path}: invalid JSON: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise LandmarksError(f"recipe {name_or_path}: expected a JSON object")
+        raw.setdefault("recipe", path.parent.name or path.stem)
+        return raw
     if path.suffix == ".toml" and path.is_file():
         text, name = path.read_text(), path.stem
     else:
@@ -154,9 +168,31 @@ def load_recipe(name_or_path: str) -> dict[str, Any]:
     return raw
 
 
-def resolve_config(recipe: str, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Recipe defaults plus ``{"section.field": value}`` overrides, validated."""
-    raw = load_recipe(recipe)
+def resolve_config(
+    recipe: str, overrides: dict[str, Any] | None = None, init_model: bool = False
+) -> RunConfig:
+    """Recipe defaults plus ``{"section.field": value}`` overrides, validated.
+
+    With ``init_model``, a ``train.init_from`` (in the recipe or the overrides) supplies the
+    ``model`` section (from its weights' config) before the overrides apply."""
+    return resolve_raw(load_recipe(recipe), overrides, init_model)
+
+
+def resolve_raw(
+    raw: dict[str, Any], overrides: dict[str, Any] | None = None, init_model: bool = False
+) -> RunConfig:
+    """:func:`resolve_config` for a recipe already loaded as a dict (``raw`` is not changed)."""
+    if "stage" in raw:
+        raise LandmarksError(
+            f"recipe {raw.get('recipe', '?')}: a multi-stage recipe ([[stage]] tables) runs "
+            "as a whole pipeline, not as one stage's config"
+        )
+    raw = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    init_from = (overrides or {}).get("train.init_from") or raw.get("train", {}).get("init_from")
+    if init_model and init_from:
+        from laplace_landmarks.training import init_model_config
+
+        raw = init_model_config(raw, init_from)
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue

@@ -71,17 +71,28 @@ def default_cache_dir() -> Path:
 
 
 def prepare_data(config: RunConfig, cache_dir: Path, progress: bool = True) -> TrainData:
-    """Load the splits and build (or reuse) their crop caches."""
+    """Load the splits and build (or reuse) their crop caches.
+
+    With ``data.self_crops_from``, the training set also holds the self crops of its faces
+    (see :mod:`laplace_landmarks.self_crops`)."""
     d = config.data
     kwargs = {"root": d.root, "seed": d.split_seed, "val_fraction": d.val_fraction}
-    caches = []
+    caches, datasets = [], []
     for split, limit in ((d.train_split, d.max_train), (d.val_split, d.max_val)):
         dataset = load_dataset(d.dataset, split, max_images=limit, **kwargs)
+        datasets.append(dataset)
         caches.append(
             build_crop_cache(
                 dataset, cache_dir, size=d.size, extension=d.extension, progress=progress
             )
         )
+    if d.self_crops_from:
+        from laplace_landmarks.self_crops import concat_crop_caches, self_crop_cache
+
+        extra = self_crop_cache(
+            d.self_crops_from, datasets[0], cache_dir, threads=config.train.threads
+        )
+        caches[0] = concat_crop_caches(caches[0], extra)
     unlabeled = None
     if config.adversarial.enabled:
         a = config.adversarial
@@ -92,6 +103,57 @@ def prepare_data(config: RunConfig, cache_dir: Path, progress: bool = True) -> T
         if len(unlabeled) == 0:
             raise ValueError("adversarial: no usable unlabelled faces were found")
     return TrainData(caches[0], caches[1], unlabeled)
+
+
+def resolve_weights(spec: str | Path) -> Path:
+    """A weights file (``.safetensors``/``.pt``) or the name of a shipped model."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.suffix in (".pt", ".safetensors") or len(path.parts) > 1:
+        raise LandmarksError(f"weights: {path} does not exist")
+    from laplace_landmarks.weights import pretrained_path
+
+    return pretrained_path(str(spec))
+
+
+def init_model_config(config_dict: dict, init_from: str) -> dict:
+    """``config_dict`` with its ``model`` section taken from ``init_from``'s weights.
+
+    Fine-tuning starts from another run's network, so its architecture comes from there;
+    dropout stays the recipe's (it is a training choice, not a shape)."""
+    from laplace_landmarks.checkpoints import load_generator
+
+    _, init_config, metadata = load_generator(resolve_weights(init_from))
+    if "ensemble" in metadata:
+        raise LandmarksError(f"train: --init-from {init_from}: an ensemble cannot be fine-tuned")
+    model = {**init_config.to_dict()["model"]}
+    model["dropout"] = config_dict.get("model", {}).get("dropout", model["dropout"])
+    return {**config_dict, "model": model}
+
+
+def load_init_weights(model: torch.nn.Module, init_from: str) -> None:
+    """Copy ``init_from``'s weights into ``model``; a fitted ``point_offset`` is dropped.
+
+    The offset corrects one training set's bias against its labels; fine-tuning on other
+    labels must fit its own (``laplace-landmarks calibrate``)."""
+    from laplace_landmarks.checkpoints import load_generator
+
+    source, _, metadata = load_generator(resolve_weights(init_from))
+    if "ensemble" in metadata:
+        raise LandmarksError(f"train: --init-from {init_from}: an ensemble cannot be fine-tuned")
+    state = dict(source.state_dict())
+    if "point_offset" in state:
+        state["point_offset"] = torch.zeros_like(state["point_offset"])
+    own = model.state_dict()
+    mismatched = [k for k in own if k not in state or state[k].shape != own[k].shape]
+    if mismatched or set(state) - set(own):
+        raise LandmarksError(
+            f"train: --init-from {init_from}: its network does not match the configured one "
+            f"(first differing tensor: {(mismatched or sorted(set(state) - set(own)))[0]}); "
+            "leave --arch/--width/--depth unset to take them from the weights"
+        )
+    model.load_state_dict(state)
 
 
 def supervised_loss(
@@ -195,6 +257,8 @@ class Trainer:
         _check_batch(len(self.data.train), config.train.batch_size, self.world)
         torch.manual_seed(config.train.seed)
         self.model = build_generator(config)
+        if config.train.init_from and not (resume and (self.out_dir / "last.pt").exists()):
+            load_init_weights(self.model, config.train.init_from)
         self.stride = output_stride(self.model)
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay

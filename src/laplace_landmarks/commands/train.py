@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from laplace_landmarks.config import GENERATORS, list_recipes
@@ -13,7 +14,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a model with a named recipe",
         description="Train a model. Writes config.json, metrics.csv, last.pt, best.pt and "
-        "best.safetensors into --out; --resume continues from last.pt.",
+        "best.safetensors into --out; --resume continues from last.pt. A multi-stage recipe "
+        "([[stage]] tables) trains each stage into OUT/<stage>/, each from the previous one's "
+        "weights, writes OUT/pipeline.json and, if it says calibrate = true, "
+        "OUT/calibrated.safetensors; --resume skips finished stages. Other flags apply to "
+        "every stage.",
     )
     p.add_argument(
         "--recipe",
@@ -36,6 +41,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         default=None,
         help="with --depth: start the residual convs at zero (each added block starts as identity)",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="WEIGHTS_OR_NAME",
+        help="start from these weights (a .safetensors/.pt file or a shipped model name): "
+        "fine-tuning; the network shape comes from them, a fitted point offset is dropped",
+    )
+    p.add_argument(
+        "--self-crops-from",
+        metavar="WEIGHTS_OR_NAME",
+        help="add the training faces cropped by this model's detector path (dlib box, first "
+        "pass, 5-point re-crop from its own estimate; cached) to the training set",
+    )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="after the last epoch, fit the point offset of the chosen weights on the training "
+        "split and write OUT/calibrated.safetensors (and .json)",
+    )
+    p.add_argument(
+        "--pick",
+        choices=["best", "last"],
+        default="best",
+        help="weights --calibrate starts from: best.safetensors (default) or last.pt",
     )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -97,15 +126,23 @@ OVERRIDES = {
     "num_unlabeled": "adversarial.num_unlabeled",
     "threads": "train.threads",
     "cache_dir": "data.cache_dir",
+    "init_from": "train.init_from",
+    "self_crops_from": "data.self_crops_from",
 }
 
 
 def run(args: argparse.Namespace) -> int:
     from laplace_landmarks.checkpoints import load_checkpoint
-    from laplace_landmarks.config import RunConfig, resolve_config
+    from laplace_landmarks.config import RunConfig, load_recipe, resolve_config
+    from laplace_landmarks.pipeline import calibrate_run, chosen_weights, is_pipeline
     from laplace_landmarks.training import Trainer
 
     out = Path(args.out)
+    overrides = {dotted: getattr(args, name) for name, dotted in OVERRIDES.items()}
+    if not (args.resume and (out / "last.pt").exists()):
+        raw = load_recipe(args.recipe)
+        if is_pipeline(raw):
+            return run_pipeline_command(args, raw, overrides)
     if args.resume and (out / "last.pt").exists():
         config = RunConfig.from_dict(load_checkpoint(out / "last.pt")["config"])
         if args.epochs:  # allow extending a finished run
@@ -113,20 +150,54 @@ def run(args: argparse.Namespace) -> int:
                 {**config.to_dict(), "train": {**config.to_dict()["train"], "epochs": args.epochs}}
             )
     else:
-        overrides = {dotted: getattr(args, name) for name, dotted in OVERRIDES.items()}
-        config = resolve_config(args.recipe, overrides)
-    trainer = Trainer(
-        config,
-        out,
-        resume=args.resume,
-        progress=not args.no_progress,
-        tensorboard=args.tensorboard,
-        device=args.device,
-        time_limit=None if args.time_limit is None else args.time_limit * 60,
-    )
+        config = resolve_config(args.recipe, overrides, init_model=True)
+    trainer = Trainer(config, out, resume=args.resume, **_trainer_options(args))
     history = trainer.fit()
     if history and trainer.rank == 0:
         best = min(row["val_nme"] for row in history)
         status = "stopped at the time limit" if trainer.stopped_early else "done"
         print(f"{status}: {len(history)} epochs, best validation NME {best:.3f}% -> {out}")
+        if args.calibrate and not trainer.stopped_early:
+            calibrate_run(chosen_weights(out, args.pick), config, out / "calibrated.safetensors")
+    return 0
+
+
+def _trainer_options(args: argparse.Namespace) -> dict:
+    return {
+        "progress": not args.no_progress,
+        "tensorboard": args.tensorboard,
+        "device": args.device,
+        "time_limit": None if args.time_limit is None else args.time_limit * 60,
+    }
+
+
+def run_pipeline_command(args: argparse.Namespace, raw: dict, overrides: dict) -> int:
+    """A multi-stage recipe: every stage into OUT/<stage>/, then calibration if asked."""
+    from laplace_landmarks.errors import LandmarksError
+    from laplace_landmarks.pipeline import parse_pipeline, run_pipeline
+
+    for flag in ("init_from", "self_crops_from", "calibrate"):
+        if getattr(args, flag):
+            raise LandmarksError(
+                f"train: --{flag.replace('_', '-')} does not apply to a multi-stage recipe; "
+                "set it in the recipe (init_from / self_crops_from in a [[stage]], "
+                "calibrate = true at the top)"
+            )
+    pipeline = parse_pipeline(raw)
+    options = _trainer_options(args)
+    result = run_pipeline(
+        pipeline,
+        args.out,
+        overrides,
+        resume=args.resume,
+        time_limit=options.pop("time_limit"),
+        **options,
+    )
+    if int(os.environ.get("RANK", "0")) == 0:
+        status = "stopped at the time limit" if result.stopped_early else "done"
+        final = result.calibrated or result.weights
+        print(
+            f"{status}: {len(result.stages)} of {len(pipeline.stages)} stages -> {args.out}"
+            + (f"; weights {final}" if final and not result.stopped_early else "")
+        )
     return 0
