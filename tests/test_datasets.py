@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from laplace_landmarks.data.datasets import held_out_identities, load_dataset
+from laplace_landmarks.data import datasets as datasets_module
+from laplace_landmarks.data.datasets import (
+    held_out_identities,
+    load_dataset,
+    photo_300w,
+    split_label_300w,
+)
 from laplace_landmarks.data.formats import read_coco_keypoints, read_pts, write_pts
 from laplace_landmarks.data.markups import (
     LEFT_EYE_68,
@@ -24,6 +30,7 @@ DATA = Path(__file__).parent / "data"
 YTF68 = DATA / "ytf68_slice"
 UNLABELED = DATA / "unlabeled_slice"
 FIXTURES = DATA / "fixtures"
+SLICE_300W = DATA / "300w_slice"
 
 
 def csv_rows(path: Path) -> list[list[str]]:
@@ -197,6 +204,46 @@ def test_300w_bad_samples_are_skipped_not_fatal(tmp_path):
     assert set(reasons) == {"short.pts", "nan.pts", "garbage.pts", "lonely.pts", "unannotated.jpg"}
     assert "has 67 points, expected 68" in reasons["short.pts"]
     assert "no image" in reasons["lonely.pts"] and "no .pts" in reasons["unannotated.jpg"]
+
+
+def test_300w_validation_is_carved_from_train_by_photo():
+    train = load_dataset("300w", "train", SLICE_300W)
+    part = load_dataset("300w", "trainval-train", SLICE_300W, val_fraction=0.3)
+    val = load_dataset("300w", "val", SLICE_300W, val_fraction=0.3)
+    assert len(train) == 24 and len(part) + len(val) == len(train) and len(val) > 0
+    assert sorted(map(str, (s.image_path for s in [*part, *val]))) == sorted(
+        str(s.image_path) for s in train
+    )
+    part_photos, val_photos = {photo_300w(s) for s in part}, {photo_300w(s) for s in val}
+    assert not part_photos & val_photos
+    # the slice holds multi-face AFW photos (<photo>_1, _2, _3): each stays on one side
+    assert len({photo_300w(s) for s in train}) < len(train)
+    other = load_dataset("300w", "val", SLICE_300W, val_fraction=0.3, seed=1)
+    assert {photo_300w(s) for s in other} != val_photos  # the seed chooses the photos
+
+
+def test_300w_photo_names():
+    sample = load_dataset("300w", "train", SLICE_300W)[0]
+    assert photo_300w(sample) == f"afw/{sample.image_path.stem.rsplit('_', 1)[0]}"
+
+
+def test_300w_partial_tree_is_reported_once_and_named_honestly(caplog, monkeypatch):
+    monkeypatch.setattr(datasets_module, "_reported_trees", set())
+    with caplog.at_level("WARNING", logger="laplace_landmarks.data.datasets"):
+        load_dataset("300w", "train", SLICE_300W)
+        load_dataset("300w", "common", SLICE_300W)
+    reports = [r.getMessage() for r in caplog.records if "partial tree" in r.getMessage()]
+    assert len(reports) == 1
+    assert "present afw, helen/trainset, helen/testset" in reports[0]
+    assert "missing lfpw/trainset, lfpw/testset, ibug" in reports[0]
+    assert split_label_300w("common", SLICE_300W) == "300W common, HELEN part"
+    assert split_label_300w("train", SLICE_300W) == "300W train, AFW + HELEN train part"
+
+
+def test_300w_complete_split_keeps_its_name(tmp_path):
+    root = standard_300w(tmp_path / "300w")
+    assert split_label_300w("common", root) == "300W common"
+    assert split_label_300w("full", root) == "300W full"
 
 
 @pytest.mark.shared_data

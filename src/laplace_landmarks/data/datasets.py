@@ -12,7 +12,9 @@ Each name has a default sub-folder under it (``300w``, ``aflw``, ``wflw``, ``cof
 Names and splits:
 - ``300w``: folder with ``afw/``, ``helen/{trainset,testset}``, ``lfpw/{trainset,testset}``,
   ``ibug/`` and ``300W/{01_Indoor,02_Outdoor}`` (``300W_indoor``/``300W_outdoor`` accepted).
-  Splits: ``train`` (afw + helen/trainset + lfpw/trainset: 3,148 when complete), ``common``
+  Splits: ``train`` (afw + helen/trainset + lfpw/trainset: 3,148 when complete), ``trainval-train``
+  / ``val`` (``train`` split **by photo**: every face of one photo, ``<photo>_<k>.pts``, stays on
+  one side; ``val`` holds ``val_fraction`` of the photos chosen with ``seed``), ``common``
   (helen/testset + lfpw/testset: 554), ``challenge`` (ibug: 135), ``full`` (common + challenge:
   689), ``indoor``, ``outdoor``, ``private``/``300w-private`` (both). A flat ``helen/`` or
   ``lfpw/`` (images directly inside, no trainset/testset) counts as train. AFW stores one image
@@ -74,7 +76,23 @@ _SPLITS_300W = {
     "outdoor": ("outdoor",),
     "private": ("indoor", "outdoor"),
     "300w-private": ("indoor", "outdoor"),
+    "trainval-train": ("afw", "helen/trainset", "lfpw/trainset"),
+    "val": ("afw", "helen/trainset", "lfpw/trainset"),
 }
+# What a result on a partial split may be called: a split with subsets missing is named by the
+# subsets it has ("300W common, HELEN part"), never by the full benchmark's name.
+_SUBSET_LABELS = {
+    "afw": "AFW",
+    "helen/trainset": "HELEN train",
+    "lfpw/trainset": "LFPW train",
+    "helen/testset": "HELEN",
+    "lfpw/testset": "LFPW",
+    "ibug": "iBUG",
+    "indoor": "indoor",
+    "outdoor": "outdoor",
+}
+_SPLIT_LABELS = {"common": "300W common", "challenge": "300W challenge", "full": "300W full"}
+_reported_trees: set[str] = set()
 _log = logging.getLogger(__name__)
 
 
@@ -167,14 +185,9 @@ def _subsample(samples: list[Sample], max_images: int | None, seed: int) -> list
 def _load_300w(root: Path, options: _Options) -> Loaded:
     if options.split not in _SPLITS_300W:
         raise ValueError(f"split: unknown 300w split {options.split!r}; use {list(_SPLITS_300W)}")
-    folders = []
-    for subset in _SPLITS_300W[options.split]:
-        found = next((root / c for c in _SUBSETS_300W[subset] if (root / c).is_dir()), None)
-        if subset.startswith(("helen", "lfpw")) and found == root / subset.split("/")[0]:
-            found = None if _has_subsets(found) else found  # flat helen/lfpw counts as train
-        if found is None:
-            _log.warning("300w/%s: subset %s not found under %s", options.split, subset, root)
-        folders += [found] if found is not None else []
+    present = subsets_300w(root)
+    _report_partial_tree(root, present)
+    folders = [present[s] for s in _SPLITS_300W[options.split] if s in present]
     if not folders:
         wanted = [c for s in _SPLITS_300W[options.split] for c in _SUBSETS_300W[s]]
         raise FileNotFoundError(f"300w/{options.split}: none of {wanted} found under {root}")
@@ -184,7 +197,69 @@ def _load_300w(root: Path, options: _Options) -> Loaded:
         found_samples, found_skipped = _scan_pts(folder, False, identity, options.num_landmarks)
         samples += found_samples
         skipped += found_skipped
+    if options.split in ("trainval-train", "val"):
+        photos = [photo_300w(s) for s in samples]
+        held_out = held_out_identities(photos, options.seed, options.val_fraction)
+        samples = [
+            s
+            for s, p in zip(samples, photos, strict=True)
+            if (p in held_out) == (options.split == "val")
+        ]
     return samples, skipped, options.num_landmarks or 68
+
+
+def subsets_300w(root: Path) -> dict[str, Path]:
+    """The 300W subsets present under ``root``: subset name -> its folder."""
+    present = {}
+    for subset, candidates in _SUBSETS_300W.items():
+        found = next((root / c for c in candidates if (root / c).is_dir()), None)
+        if subset.startswith(("helen", "lfpw")) and found == root / subset.split("/")[0]:
+            found = None if _has_subsets(found) else found  # flat helen/lfpw counts as train
+        if found is not None:
+            present[subset] = found
+    return present
+
+
+def photo_300w(sample: Sample) -> str:
+    """The photo a 300W face comes from: ``<subset>/<photo>`` of ``<photo>_<k>.pts``.
+
+    300W files of one photo's faces are named ``<photo>_1``, ``<photo>_2``, ...; a name without
+    a numeric ``_<k>`` suffix is its own photo."""
+    stem = Path(sample.image_path).stem
+    head, _, tail = stem.rpartition("_")
+    return f"{sample.identity}/{head if head and tail.isdigit() else stem}"
+
+
+def split_label_300w(split: str, root: str | Path | None = None) -> str:
+    """What a result on a 300W split may honestly be called, given the subsets present.
+
+    ``common`` with only ``helen/testset`` present is "300W common, HELEN part"; a complete
+    split keeps the benchmark's name; other splits are named by their subsets."""
+    subsets = _SPLITS_300W.get(split, ())
+    try:
+        present = subsets_300w(_resolve_root("300w", root))
+    except FileNotFoundError:
+        present = {}
+    have = [s for s in subsets if s in present]
+    base = _SPLIT_LABELS.get(split, f"300W {split}")
+    if not have or len(have) == len(subsets):
+        return base
+    return f"{base}, {' + '.join(_SUBSET_LABELS[s] for s in have)} part"
+
+
+def _report_partial_tree(root: Path, present: dict[str, Path]) -> None:
+    """Log once per root which 300W subsets are present and which are missing."""
+    key = str(root.resolve())
+    missing = [s for s in _SUBSETS_300W if s not in present]
+    if key in _reported_trees or not missing:
+        return
+    _reported_trees.add(key)
+    _log.warning(
+        "300w at %s is a partial tree: present %s; missing %s",
+        root,
+        ", ".join(present) or "none",
+        ", ".join(missing),
+    )
 
 
 def _has_subsets(folder: Path) -> bool:
