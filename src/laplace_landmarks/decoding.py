@@ -3,6 +3,10 @@
 Points are (x, y), 0-based, with pixel centres at integers. A model whose config has an
 ``output_stride`` s > 1 (``rcn-lite``: 2) emits heatmaps s times coarser than its input; its
 means and scales are mapped back to crop pixels here (see ``heatmaps.to_heatmap_units``).
+
+A generator may carry two fitted buffers (see ``calibration.py``), applied here so that every
+path (torch, ONNX export, ensemble, ``Landmarker``) shares them: ``point_offset`` (K, 2) is added
+to the means, and ``scale_factor`` () multiplies the scales.
 """
 
 from __future__ import annotations
@@ -15,19 +19,26 @@ from laplace_landmarks.models import normalize_input
 
 
 def decode_logits(
-    logits: Tensor, temperature: float = 1.0, offset: Tensor | None = None, stride: int = 1
+    logits: Tensor,
+    temperature: float = 1.0,
+    offset: Tensor | None = None,
+    stride: int = 1,
+    factor: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``(B, K, H, W)`` logits -> softargmax means ``(B, K, 2)`` and Laplace scales ``(B, K, 2)``,
-    in crop pixels (heatmap pixels times ``stride``).
+    in crop pixels (heatmap pixels times ``stride``), (x, y), 0-based, pixel centres at integers.
 
     ``offset`` (K, 2), if given, is added to the means after the scale is measured (the model's
-    fitted ``point_offset``, see ``calibration.py``); the scale is the heatmap's own.
+    fitted ``point_offset``); ``factor`` (a scalar tensor), if given, multiplies the heatmap's
+    own scale (the model's fitted ``scale_factor``). See ``calibration.py`` for both.
     """
     probs = spatial_softmax(logits, temperature)
     mean = softargmax(probs)
     scale = laplace_scale(probs, mean)
     if stride != 1:
         mean, scale = to_crop_units(mean, stride), scale * stride
+    if factor is not None:
+        scale = scale * factor
     return (mean if offset is None else mean + offset), scale
 
 
@@ -43,6 +54,12 @@ def point_offset(model: torch.nn.Module) -> Tensor | None:
     return offset if isinstance(offset, Tensor) else None
 
 
+def scale_factor(model: torch.nn.Module) -> Tensor | None:
+    """The model's fitted ``scale_factor`` buffer (a scalar tensor), or None when it has none."""
+    factor = getattr(model, "scale_factor", None)
+    return factor if isinstance(factor, Tensor) else None
+
+
 @torch.inference_mode()
 def predict_crops(
     model: torch.nn.Module, crops: Tensor, batch_size: int = 256, temperature: float = 1.0
@@ -56,7 +73,11 @@ def predict_crops(
         for start in range(0, len(crops), batch_size):
             logits = model(normalize_input(crops[start : start + batch_size].to(device)))
             mean, scale = decode_logits(
-                logits.float(), temperature, point_offset(model), output_stride(model)
+                logits.float(),
+                temperature,
+                point_offset(model),
+                output_stride(model),
+                scale_factor(model),
             )
             means.append(mean.cpu())
             scales.append(scale.cpu())

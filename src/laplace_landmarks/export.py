@@ -5,7 +5,8 @@ Laplace scale), so ONNX Runtime alone maps crops to landmarks:
 
     crops   (N, 3, S, S) uint8 RGB in [0, 255] (or float32 in [0, 1] with ``input_dtype``)
     points  (N, K, 2) float32, crop pixels, (x, y), 0-based, pixel centres at integers
-    scale   (N, K, 2) float32, the Laplace scale b per axis, crop pixels
+    scale   (N, K, 2) float32, the Laplace scale b per axis, crop pixels (times the model's
+            fitted ``scale_factor``, as in torch)
 
 The batch axis ``N`` is dynamic. Export uses the dynamo exporter
 (``torch.onnx.export(..., dynamo=True)``); uint8 input exports cleanly (one ``Cast``) and is the
@@ -40,10 +41,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from laplace_landmarks.decoding import decode_logits, output_stride, point_offset
+from laplace_landmarks.decoding import decode_logits, output_stride, point_offset, scale_factor
 from laplace_landmarks.errors import LandmarksError
 
-EXPORT_VERSION = 1  # bump when the exported graph changes (invalidates the on-the-fly cache)
+EXPORT_VERSION = 2  # bump when the exported graph changes (invalidates the on-the-fly cache)
 DEFAULT_OPSET = 18
 INPUT_DTYPES = ("uint8", "float32")
 INSTALL_HINT = "pip install laplace-landmarks[onnx]"
@@ -78,7 +79,8 @@ class CropsToLandmarks(nn.Module):
         scaled = crops.to(torch.float32) / 255.0 if self.input_dtype == "uint8" else crops
         logits = self.model((scaled - 0.5) / 0.5)
         offset, stride = point_offset(self.model), output_stride(self.model)
-        return decode_logits(logits.float(), self.temperature, offset, stride)
+        factor = scale_factor(self.model)
+        return decode_logits(logits.float(), self.temperature, offset, stride, factor)
 
 
 def _atomic_target(path: Path) -> Path:

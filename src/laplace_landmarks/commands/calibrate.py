@@ -1,9 +1,12 @@
-"""``laplace-landmarks calibrate``: fit the per-landmark point offset of trained weights.
+"""``laplace-landmarks calibrate``: fit the point offset and the scale factor of trained weights.
 
 Runs the model on the ground-truth 5-point crops of a training split, takes the mean residual
-(label - prediction) of each landmark as its ``point_offset`` (crop pixels), prints the NME of the
-validation split before and after, and writes new safetensors weights. The input file is never
-overwritten. Fit on training data only: the test split must not be used here.
+(label - prediction) of each landmark as its ``point_offset`` (crop pixels), and prints the NME of
+the validation split before and after. Then, with that offset applied, it fits one
+``scale_factor`` on the validation split: the factor on the predicted Laplace scales b that makes
+the 90 % interval |error| <= b ln(10) cover 90 % of the validation points (per axis), and prints
+the coverage before and after (``--no-scale`` skips this and keeps the file's factor). It writes
+new safetensors weights; the input file is never overwritten. The test split is never used here.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``calibrate`` command."""
     p = subparsers.add_parser(
         "calibrate",
-        help="fit a per-landmark point offset on the training split",
+        help="fit the point offset (training split) and the scale factor (validation split)",
         description=__doc__,
     )
     p.add_argument("--checkpoint", required=True, help=".pt, .safetensors or a shipped name")
@@ -23,7 +26,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="ytf68", help="dataset name (default ytf68)")
     p.add_argument("--data-root", help="folder holding the dataset (default ../shared/data)")
     p.add_argument("--fit-split", default="trainval-train", help="split to fit on (training)")
-    p.add_argument("--check-split", default="val", help="split to report (validation)")
+    p.add_argument(
+        "--check-split",
+        default="val",
+        help="split to report and to fit the scale factor on (validation)",
+    )
+    p.add_argument(
+        "--no-scale",
+        action="store_true",
+        help="do not fit the scale factor (keep the one in the file, 1 if it has none)",
+    )
     p.add_argument("--json", help="also write the numbers here")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.set_defaults(func=run_calibrate)
@@ -41,6 +53,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         check_split=args.check_split,
         root=args.data_root,
         threads=args.threads,
+        fit_scale=not args.no_scale,
     )
     print("| split | NME % before | NME % after |")
     print("|---|---|---|")
@@ -51,6 +64,15 @@ def run_calibrate(args: argparse.Namespace) -> int:
         f"offset: mean ({dx:+.3f}, {dy:+.3f}) crop px, length mean "
         f"{result['offset_length_mean_px']:.3f} / max {result['offset_length_max_px']:.3f} px"
     )
+    fit = result["scale_fit"]
+    if fit:
+        print(
+            f"90 % interval coverage on {args.check_split}: {100 * fit['coverage_before']:.1f} % "
+            f"-> {100 * fit['coverage_after']:.1f} % (scale factor {fit['factor']:.4f}; "
+            f"Laplace MLE would give {fit['mle_factor']:.4f})"
+        )
+    else:
+        print(f"scale factor: {result['scale_factor']:.4f} (kept, --no-scale)")
     print(f"wrote {result['out']}")
     if args.json:
         write_json_atomic(result, args.json)

@@ -52,7 +52,7 @@ def _parameter_count(path: Path) -> int:
         with safe_open(str(path), framework="pt") as handle:
             total = 0
             for name in handle.keys():
-                if name.endswith("point_offset"):
+                if name.endswith(("point_offset", "scale_factor")):
                     continue
                 total += int(_numel(handle.get_slice(name).get_shape()))
             return total

@@ -8,7 +8,9 @@ The members' heatmaps are averaged as *probabilities*: the forward pass returns
   probabilities), and ``point_offset`` the mean of the members' fitted offsets, so the
   ensemble's point is exactly the mean of the members' calibrated points;
 - the scale the mixture's mean absolute deviation, which grows with how far the members
-  disagree: model uncertainty on top of each member's own.
+  disagree: model uncertainty on top of each member's own. The members' ``scale_factor`` values
+  do not carry over (they were fitted to each member's own spread, not the mixture's): the
+  ensemble's starts at 1 and ``calibrate`` fits it for the whole.
 
 The ensemble is an ordinary ``nn.Module`` (``config`` and ``point_offset`` like any generator),
 so ``Landmarker``, the mirror, ``calibrate`` (it refits ``point_offset`` for the whole) and ONNX
@@ -31,6 +33,8 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from laplace_landmarks.models.rcn import default_fitted_buffers
 
 
 class EnsembleGenerator(nn.Module):
@@ -57,6 +61,8 @@ class EnsembleGenerator(nn.Module):
         zero = torch.zeros(first.num_landmarks, 2)
         mean = torch.stack([zero if o is None else o.detach().float() for o in offsets]).mean(0)
         self.register_buffer("point_offset", mean)
+        self.register_buffer("scale_factor", torch.ones(()))
+        self.register_load_state_dict_pre_hook(default_fitted_buffers)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         log_probs = []

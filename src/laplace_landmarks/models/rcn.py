@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.models.registry import config_from_kwargs, register_model
 
 NUM_SCALES = 4  # encoder blocks = decoder stages = branches; the input must divide by 2**4
@@ -107,17 +108,20 @@ def normalize_input(images: torch.Tensor) -> torch.Tensor:
 
 class GeneratorBase(nn.Module):
     """What every heatmap generator here shares: its config, element-wise dropout, LReLU(0.2), the
-    input check, and the fitted ``point_offset`` buffer (see calibration.py)."""
+    input check, and the fitted ``point_offset`` and ``scale_factor`` buffers (see calibration.py)."""
 
     config: RCNConfig
 
     def _add_dropout_and_offset(self, config: RCNConfig) -> None:
-        """Register the dropout module and the (K, 2) ``point_offset`` buffer (call last)."""
+        """Register the dropout module, the (K, 2) ``point_offset`` and the scalar ``scale_factor``
+        buffers (call last)."""
         self.dropout = nn.Dropout(config.dropout)
         # (K, 2) crop-pixel shift added to the decoded means (see calibration.py); zero unless
         # fitted after training. Files written before it existed load with zeros.
         self.register_buffer("point_offset", torch.zeros(config.num_landmarks, 2))
-        self.register_load_state_dict_pre_hook(_default_point_offset)
+        # () factor on the decoded Laplace scales (see calibration.py); 1 unless fitted.
+        self.register_buffer("scale_factor", torch.ones(()))
+        self.register_load_state_dict_pre_hook(default_fitted_buffers)
 
     def _activate(self, x: torch.Tensor, use_dropout: bool = True) -> torch.Tensor:
         x = F.leaky_relu(x, 0.2)
@@ -182,6 +186,12 @@ def rcn(**kwargs: Any) -> RCN:
     return RCN(config_from_kwargs(RCNConfig, kwargs))
 
 
-def _default_point_offset(module, state_dict, prefix, *_args) -> None:
-    """Weights saved before ``point_offset`` existed load with a zero offset."""
+def default_fitted_buffers(module, state_dict, prefix, *_args) -> None:
+    """Load-state-dict pre-hook: weights saved before ``point_offset`` / ``scale_factor`` existed
+    load with a zero offset and a factor of 1; a stored factor must be finite and positive."""
     state_dict.setdefault(prefix + "point_offset", torch.zeros_like(module.point_offset))
+    factor = state_dict.setdefault(prefix + "scale_factor", torch.ones_like(module.scale_factor))
+    if factor.numel() != 1 or not bool(torch.isfinite(factor).all() and (factor > 0).all()):
+        raise LandmarksError(
+            f"weights: {prefix}scale_factor must be one finite positive number, got {factor.tolist()}"
+        )
