@@ -174,3 +174,50 @@ def test_bad_input_is_a_clean_error(tmp_path, capsys, change, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_init_from_a_shipped_model_fine_tunes_its_network(tmp_path):
+    """--init-from takes the network (shape and weights) from the named weights; the fitted
+    point offset and scale factor are reset, since they fit another training set."""
+    from laplace_landmarks.checkpoints import load_generator
+    from laplace_landmarks.weights import pretrained_path
+
+    run = tmp_path / "run"
+    args = train_args(run, tmp_path / "cache", "improved-lite", "--init-from", "rcn-lite")
+    args = [a for a in args if a not in ("--width", "0.0625")]
+    args += ["--epochs", "1", "--lr", "1e-12"]
+    args += ["--unlabeled", str(UNLABELED_SLICE / "ytf"), "--num-unlabeled", "8"]
+    assert main(args) == 0
+    shipped, shipped_config, _ = load_generator(pretrained_path("rcn-lite"))
+    trained = load(run)
+    config = RunConfig.from_dict(trained["config"])
+    assert config.model.width == shipped_config.model.width == 0.125
+    assert config.model.depth == shipped_config.model.depth == 2
+    assert config.train.init_from == "rcn-lite"
+    for key, value in shipped.state_dict().items():
+        if key == "point_offset":
+            assert (
+                torch.count_nonzero(value) > 0 and torch.count_nonzero(trained["model"][key]) == 0
+            )
+        elif key == "scale_factor":
+            assert float(trained["model"][key]) == 1.0
+        elif value.is_floating_point():  # lr 1e-12: one epoch moves no weight measurably
+            torch.testing.assert_close(trained["model"][key], value, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (["--init-from", "rcn-lite", "--width", "0.5"], "does not match the configured one"),
+        (["--init-from", "rcn-lite-ensemble"], "an ensemble cannot be fine-tuned"),
+        (["--init-from", "no-such-model"], "unknown pretrained model"),
+        (["--init-from", "/nonexistent/w.safetensors"], "does not exist"),
+    ],
+    ids=["shape", "ensemble", "name", "file"],
+)
+def test_init_from_bad_input_is_a_clean_error(tmp_path, capsys, change, message):
+    args = [*train_args(tmp_path / "run", tmp_path / "cache", "paper-laplacekl"), *change]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "last.pt").exists()

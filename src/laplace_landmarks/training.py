@@ -133,7 +133,7 @@ def init_model_config(config_dict: dict, init_from: str) -> dict:
 
 
 def load_init_weights(model: torch.nn.Module, init_from: str) -> None:
-    """Copy ``init_from``'s weights into ``model``; a fitted ``point_offset`` is dropped.
+    """Copy ``init_from``'s weights into ``model``; ``point_offset`` and ``scale_factor`` reset.
 
     The offset corrects one training set's bias against its labels; fine-tuning on other
     labels must fit its own (``laplace-landmarks calibrate``)."""
@@ -145,6 +145,8 @@ def load_init_weights(model: torch.nn.Module, init_from: str) -> None:
     state = dict(source.state_dict())
     if "point_offset" in state:
         state["point_offset"] = torch.zeros_like(state["point_offset"])
+    if "scale_factor" in state:  # fitted to that network's spread, not to the fine-tuned one
+        state["scale_factor"] = torch.ones_like(state["scale_factor"])
     own = model.state_dict()
     mismatched = [k for k in own if k not in state or state[k].shape != own[k].shape]
     if mismatched or set(state) - set(own):
