@@ -50,6 +50,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--num", type=int, default=16, help="faces on the contact sheet")
     check.add_argument("--seed", type=int, default=0)
     check.set_defaults(func=run_check)
+    label = actions.add_parser(
+        "pseudo-label",
+        help="label unlabelled faces with dlib's 68-point predictor (a folder dataset)",
+        description="Label every image under IMAGES with dlib's 68-point predictor (HOG box "
+        "nearest the image centre) into OUT/{train,val}/... as a folder dataset with .pts "
+        "files (split by sub-folder). dlib's model was trained on iBUG 300-W: research use only.",
+    )
+    label.add_argument("images", type=Path, help="folder of face images (searched recursively)")
+    label.add_argument("--out", type=Path, required=True, help="new folder for the dataset")
+    label.add_argument("--predictor", default=None, help="dlib 68-point .dat file")
+    label.add_argument("--val-fraction", type=float, default=0.1)
+    label.add_argument("--seed", type=int, default=0)
+    label.add_argument("--limit", type=int, default=None, help="label only the first N images")
+    label.set_defaults(func=run_pseudo_label)
 
 
 def open_dataset(name_or_path: str, split: str | None, root: str | None) -> LandmarkDataset:
@@ -180,4 +194,25 @@ def run_check(args: argparse.Namespace) -> int:
         for path, reason in failed:
             print(f"not drawn: {path}: {reason}")
         print(f"contact sheet: {drawn} faces ({len(failed)} not drawn) -> {args.sheet}")
+    return 0
+
+
+def run_pseudo_label(args: argparse.Namespace) -> int:
+    from laplace_landmarks.pseudo_labels import pseudo_label_folder
+
+    if not 0 < args.val_fraction < 1:
+        raise LandmarksError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    summary = pseudo_label_folder(
+        args.images,
+        args.out,
+        predictor=args.predictor,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        limit=args.limit,
+    )
+    counts = summary["counts"]
+    print(
+        f"labelled {counts['train']} train + {counts['val']} val faces; {counts['no_face']} "
+        f"images without a face, {counts['unreadable']} unreadable -> {args.out}"
+    )
     return 0
