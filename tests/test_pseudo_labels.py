@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-from PIL import Image
 from conftest import UNLABELED_SLICE
+from PIL import Image
 
 from laplace_landmarks.cli import main
 from laplace_landmarks.data.datasets import load_dataset
