@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("calibrate", "calibrate"),
     ("ensemble", "ensemble"),
     ("bench", "bench"),
+    ("study", "study"),
 ]
 
 
