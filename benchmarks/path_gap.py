@@ -25,7 +25,6 @@ import torch
 
 from laplace_landmarks import Landmarker
 from laplace_landmarks.checkpoints import load_generator
-from laplace_landmarks.commands.predict import load_landmarker
 from laplace_landmarks.config import resolve_config
 from laplace_landmarks.decoding import predict_crops
 from laplace_landmarks.evaluation import nme_per_face
@@ -40,7 +39,7 @@ def _weights(name: str) -> str:
 
 
 def _landmarker(name: str) -> Landmarker:
-    return load_landmarker(name, refine=True, threads=1, flip_test=False)
+    return Landmarker.load(name, refine=True, threads=1, flip_test=False)
 
 
 def _val_crops():

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from laplace_landmarks.commands.predict import load_landmarker
 from laplace_landmarks.data.datasets import IMAGE_SUFFIXES
 from laplace_landmarks.data.images import load_image
+from laplace_landmarks.inference import Landmarker
 
 
 def averaged(landmarkers):
@@ -91,7 +91,7 @@ def main() -> None:
     from laplace_landmarks.evaluation import normalizer
 
     teachers = [
-        load_landmarker(name, refine=True, threads=args.threads, flip_test=False)
+        Landmarker.load(name, refine=True, threads=args.threads, flip_test=False)
         for name in args.teacher
     ]
     teacher = averaged(teachers)

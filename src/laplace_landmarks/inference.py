@@ -163,6 +163,23 @@ class Landmarker:
         landmarker.name = entry["name"]
         return landmarker
 
+    @classmethod
+    def load(cls, model: str | Path | None = None, **kwargs: Any) -> Landmarker:
+        """A shipped model by name (None = the default) or a weights/checkpoint file by path.
+
+        ``flip_test`` left out (or None) takes a shipped model's own setting; a file has it off
+        unless asked. Raises LandmarksError for an unknown name or a missing file."""
+        if model is not None and (
+            Path(model).suffix in (".safetensors", ".pt") or Path(model).exists()
+        ):
+            if not Path(model).is_file():
+                raise LandmarksError(f"weights: {model} does not exist")
+            kwargs["flip_test"] = bool(kwargs.get("flip_test"))
+            landmarker = cls.from_checkpoint(model, **kwargs)
+            landmarker.name = str(model)
+            return landmarker
+        return cls.pretrained(None if model is None else str(model), **kwargs)
+
     @property
     def detector(self) -> FaceDetector:
         """The face detector, built on first use (dlib HOG, upsample 1)."""

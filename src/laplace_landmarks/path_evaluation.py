@@ -204,21 +204,13 @@ def load_landmarker(
     threads: int | None = None,
     refine: bool | int = True,
 ) -> Any:
-    """A ``Landmarker`` as ``predict`` builds it: a shipped name takes its own ``flip_test``
-    (None) from the index, a ``.pt``/``.safetensors`` file has it off unless asked."""
-    from laplace_landmarks.evaluation_run import resolve_checkpoint
+    """``Landmarker.load``: a shipped name takes its own ``flip_test`` (None) from the index, a
+    ``.pt``/``.safetensors`` file has it off unless asked."""
     from laplace_landmarks.inference import Landmarker
 
     if threads is not None and threads < 1:
         raise LandmarksError(f"threads: must be >= 1, got {threads}")
-    path = resolve_checkpoint(spec)  # LandmarksError for a missing file or an unknown name
-    if Path(spec).is_file():
-        landmarker = Landmarker.from_checkpoint(
-            path, refine=refine, threads=threads, flip_test=bool(flip_test)
-        )
-        landmarker.name = str(spec)
-        return landmarker
-    return Landmarker.pretrained(str(spec), refine=refine, threads=threads, flip_test=flip_test)
+    return Landmarker.load(spec, refine=refine, threads=threads, flip_test=flip_test)
 
 
 def path_faces(

@@ -52,12 +52,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_export(args: argparse.Namespace) -> int:
     """Export, verify, optionally quantise; exit 1 when float32 verification fails."""
     from laplace_landmarks import export
-    from laplace_landmarks.commands.predict import load_landmarker
+    from laplace_landmarks.inference import Landmarker
 
     export.require_onnx()
     if args.quantize and args.input_dtype != "uint8":
         raise LandmarksError("--quantize int8 needs --input uint8")
-    landmarker = load_landmarker(args.model, refine=False, threads=None)
+    landmarker = Landmarker.load(args.model, refine=False, threads=None)
     model = landmarker.model
     crops = export.sample_crops(landmarker.crop_size, args.verify_root)
     with tempfile.TemporaryDirectory() as scratch:

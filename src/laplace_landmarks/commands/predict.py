@@ -263,20 +263,10 @@ def load_landmarker(
     backend: str = "torch",
     flip_test: bool | None = None,
 ) -> Any:
-    """A shipped model by name (None = the default) or a weights/checkpoint file by path.
-
-    ``flip_test=None`` takes a shipped model's own setting (off for a file)."""
+    """``Landmarker.load`` with the command's arguments (kept for the video command)."""
     from laplace_landmarks.inference import Landmarker
 
-    if model is not None and (
-        Path(model).suffix in (".safetensors", ".pt") or Path(model).exists()
-    ):
-        landmarker = Landmarker.from_checkpoint(
-            model, refine=refine, threads=threads, backend=backend, flip_test=bool(flip_test)
-        )
-        landmarker.name = str(model)
-        return landmarker
-    return Landmarker.pretrained(
+    return Landmarker.load(
         model, refine=refine, threads=threads, backend=backend, flip_test=flip_test
     )
 
