@@ -12,7 +12,7 @@ import pytest
 from conftest import TEST_DATA, UNLABELED_SLICE
 
 from laplace_landmarks.cli import main
-from laplace_landmarks.studies import StudyRun, difference, study_runs, verdict
+from laplace_landmarks.studies import StudyRun, difference, init_weights, study_runs, verdict
 
 
 def study_args(out, cache, *extra: str) -> list[str]:
@@ -52,7 +52,9 @@ def test_tiny_grid_trains_and_summarises(trained):
     assert cells["4"]["diff_vs_n0"] == pytest.approx(sum(treated) / 2 - sum(control) / 2)
     assert summary["verdicts"]["fast"]["verdict"] == verdict(*difference(treated, control))
     config = json.loads((out / "fast-n0-s0" / "config.json").read_text())
-    assert config["adversarial"]["enabled"] is False and config["train"]["init_from"] == "rcn-lite"
+    assert config["adversarial"]["enabled"] is False
+    assert config["train"]["init_from"] == init_weights("fast")
+    assert init_weights("fast").endswith(("rcn-lite", "rcn-lite-ytf68.safetensors"))
     config = json.loads((out / "fast-n4-s1" / "config.json").read_text())
     assert config["adversarial"]["enabled"] and config["adversarial"]["num_unlabeled"] == 4
     train, model = config["train"], config["model"]

@@ -24,6 +24,7 @@ from laplace_landmarks.errors import LandmarksError
 
 # width name -> the shipped ytf68-trained model the run fine-tunes (its network sets the width)
 STUDY_WIDTHS = {"fast": "rcn-lite", "default": "rcn-lite-accurate"}
+YTF68_SUFFIX = "-ytf68"  # the shipped ytf68-trained weights are renamed <name>-ytf68.safetensors
 STUDY_RECIPE = "improved-lite"
 
 
@@ -74,13 +75,24 @@ def study_runs(
     return runs[k - 1 :: n]
 
 
+def init_weights(width: str) -> str:
+    """The ytf68-trained weights a width fine-tunes: ``weights/<name>-ytf68.safetensors`` when
+    shipped under that name, else the shipped name itself (from before that rename, when the
+    name held the ytf68 weights)."""
+    from importlib import resources
+
+    name = STUDY_WIDTHS[width]
+    path = resources.files("laplace_landmarks") / "weights" / f"{name}{YTF68_SUFFIX}.safetensors"
+    return str(path) if path.is_file() else name
+
+
 def run_config(run: StudyRun, epochs: int, overrides: dict | None = None):
     """The resolved RunConfig of one run: improved-lite fine-tuned from the width's shipped model
     on 300W trainval-train / val, lr 1e-3 cosine; ``overrides`` (dotted) go on top."""
     from laplace_landmarks.config import resolve_config
 
     settings = {
-        "train.init_from": STUDY_WIDTHS[run.width],
+        "train.init_from": init_weights(run.width),
         "train.epochs": epochs,
         "train.lr": 1e-3,
         "train.schedule": "cosine",
