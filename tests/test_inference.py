@@ -60,21 +60,20 @@ def check_face(face: Face) -> None:
     assert len(face.box) == 4 and all(isinstance(v, float) for v in face.box)
 
 
-def test_registry_lists_six_models_with_one_default():
+def test_registry_lists_the_shipped_models_with_one_default():
     models = list_pretrained()
-    assert [m["name"] for m in models] == [
-        "rcn-lite",
-        "rcn-lite-medium",
-        "rcn-lite-accurate",
-        "rcn-lite-ensemble",
-        "rcn-fast",
-        "rcn-accurate",
-    ]
-    assert [m["width"] for m in models] == [0.125, 0.25, 0.5, 0.5, 0.125, 0.25]
+    current = ["rcn-lite", "rcn-lite-medium", "rcn-lite-accurate", "rcn-fast"]
+    ytf68 = [f"{name}-ytf68" for name in [*current, "rcn-accurate"]]
+    assert [m["name"] for m in models] == [*current, *ytf68]
+    assert [m["width"] for m in models] == [0.125, 0.25, 0.5, 0.125] * 2 + [0.25]
     archs = [m.get("arch", "rcn") for m in models]
-    assert archs == ["rcn-lite", "rcn-lite", "rcn-lite", "rcn-lite", "rcn", "rcn"]
+    assert archs == ["rcn-lite", "rcn-lite", "rcn-lite", "rcn"] * 2 + ["rcn"]
     assert [m["name"] for m in models if m["default"]] == ["rcn-lite-accurate"]
     assert pretrained_path() == pretrained_path("rcn-lite-accurate")
+    # the 300W models carry a fitted scale factor; the ytf68 files predate it
+    for name in current:
+        model = Landmarker.pretrained(name, threads=1).model
+        assert 0.3 < float(model.scale_factor) < 1.0, name
     assert all(pretrained_path(m["name"]).is_file() and m["card"] for m in models)
 
 

@@ -235,7 +235,7 @@ def test_interrupted_run_keeps_earlier_files(capsys, tmp_path, monkeypatch):
 def test_models_lists_the_shipped_models(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "rcn-lite:" in out and "rcn-fast:" in out and "rcn-accurate:" in out
+    assert "rcn-lite:" in out and "rcn-fast:" in out and "rcn-accurate-ytf68:" in out
     assert "rcn-lite-accurate (default):" in out
     assert "params:" in out and "MB" in out
 

@@ -138,8 +138,8 @@ def test_factor_is_saved_and_files_without_it_load_with_one(tmp_path):
     metadata = {"config": json.dumps(config.to_dict())}
     save_file(state, str(tmp_path / "old.safetensors"), metadata=metadata)
     assert float(load_generator(tmp_path / "old.safetensors")[0].scale_factor) == 1.0
-    # every shipped file predates the buffer: single models and the ensemble load with 1
-    for name in ("rcn-lite", "rcn-lite-ensemble"):
+    # the shipped ytf68 files predate the buffer: they load with 1
+    for name in ("rcn-lite-ytf68", "rcn-accurate-ytf68"):
         assert float(load_generator(pretrained_path(name))[0].scale_factor) == 1.0
 
 

@@ -59,7 +59,7 @@ def test_pseudo_labels_come_from_the_teacher_and_skip_held_out_people(tmp_path):
 
 
 def test_finetune_runs_from_given_weights_with_pseudo_labels(tmp_path):
-    weights = pretrained_path("rcn-lite")
+    weights = pretrained_path("rcn-lite-ytf68")
     pseudo = tmp_path / "pseudo.npz"
     subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "pseudo_label.py"), "--teacher", "rcn-lite",
@@ -94,7 +94,7 @@ def test_finetune_runs_from_given_weights_with_pseudo_labels(tmp_path):
 def test_finetune_reuses_saved_self_crops_and_sets_config_values(tmp_path):
     """--save-crops with --epochs 0 only writes the self crops; --self-crops-file trains on
     exactly those, --set changes one config value, and a bad --set is a clear error."""
-    weights = pretrained_path("rcn-lite")
+    weights = pretrained_path("rcn-lite-ytf68")
     base = [
         sys.executable, str(ROOT / "benchmarks" / "self_crop_finetune.py"),
         "--crops-from", "rcn-lite", "--weights", str(weights), "--batch-size", "8",

@@ -209,13 +209,20 @@ def test_init_from_a_shipped_model_fine_tunes_its_network(tmp_path):
     "change, message",
     [
         (["--init-from", "rcn-lite", "--width", "0.5"], "does not match the configured one"),
-        (["--init-from", "rcn-lite-ensemble"], "an ensemble cannot be fine-tuned"),
+        (["--init-from", "ENSEMBLE"], "an ensemble cannot be fine-tuned"),
         (["--init-from", "no-such-model"], "unknown pretrained model"),
         (["--init-from", "/nonexistent/w.safetensors"], "does not exist"),
     ],
     ids=["shape", "ensemble", "name", "file"],
 )
 def test_init_from_bad_input_is_a_clean_error(tmp_path, capsys, change, message):
+    if "ENSEMBLE" in change:
+        from laplace_landmarks.checkpoints import save_ensemble
+        from laplace_landmarks.weights import pretrained_path
+
+        members = [pretrained_path(n) for n in ("rcn-lite-ytf68", "rcn-lite-medium-ytf68")]
+        save_ensemble(members, tmp_path / "ens.safetensors")
+        change = [str(tmp_path / "ens.safetensors") if c == "ENSEMBLE" else c for c in change]
     args = [*train_args(tmp_path / "run", tmp_path / "cache", "paper-laplacekl"), *change]
     assert main(args) == 2
     err = capsys.readouterr().err
