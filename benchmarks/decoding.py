@@ -12,7 +12,7 @@ The model's fitted ``point_offset`` (``laplace-landmarks calibrate``) is added i
 
 Prints inter-ocular NME % and FR@0.08 % for each, in image pixels.
 
-    nice python benchmarks/decoding.py --model rcn-accurate [--split val]
+    nice python benchmarks/decoding.py --model rcn-lite-accurate [--split val]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def windowed(logits: torch.Tensor, radius: int) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="rcn-accurate")
+    parser.add_argument("--model", default="rcn-lite-accurate")
     parser.add_argument("--split", default="val", choices=["val", "trainval-train"])
     args = parser.parse_args()
     torch.set_num_threads(1)

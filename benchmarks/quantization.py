@@ -131,7 +131,7 @@ def evaluate(name: str, lm: Landmarker, calibration, test, args) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["rcn-fast", "rcn-accurate"])
+    parser.add_argument("--models", nargs="+", default=["rcn-fast", "rcn-lite-accurate"])
     parser.add_argument("--repeats", type=int, default=5, help="timing rounds")
     parser.add_argument("--calibration", type=int, default=256, help="ytf68 train faces")
     parser.add_argument(

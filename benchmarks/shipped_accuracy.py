@@ -6,7 +6,7 @@ detector-equivalent box of its ground-truth 5-point crop, counted as "no detecti
 ``Landmarker.predict(image, boxes=[box])``: box crop -> network -> 5-point re-crop -> (mirrored)
 final pass -> image pixels. Inter-ocular NME, AUC@0.08, FR@0.08, 90 % coverage, Spearman.
 
-    nice python benchmarks/shipped_accuracy.py --model rcn-fast [--model rcn-accurate] [--limit N]
+    nice python benchmarks/shipped_accuracy.py --model rcn-fast [--model rcn-lite-accurate] [--limit N]
     nice python benchmarks/shipped_accuracy.py --model rcn-lite-accurate --data 300w --split common
 
 The same numbers for one model: ``laplace-landmarks evaluate --checkpoint NAME --data D --split S

@@ -50,7 +50,7 @@ from laplace_landmarks.video_synth import (
     synthesize_video,
 )
 
-MODELS = ("rcn-fast", "rcn-accurate")
+MODELS = ("rcn-fast", "rcn-lite-accurate")
 GRID = (0.001, 0.003, 0.01, 0.03, 0.1)
 OFFLINE_GRID = (0.001, 0.002, 0.003, 0.005, 0.007, 0.01, 0.02, 0.03)
 

@@ -22,7 +22,7 @@ dlib's model file is benchmark-only, never a dependency: Debian's ``libdlib-data
 the PyPI package ``face-recognition-models``. It was trained on the iBUG 300-W data, whose licence
 excludes commercial use (Debian ships the file itself as CC0).
 
-    nice python benchmarks/vs_dlib.py                       # rcn-fast and rcn-accurate
+    nice python benchmarks/vs_dlib.py                       # rcn-fast and rcn-lite-accurate
     nice python benchmarks/vs_dlib.py --models rcn-fast --timing-faces 100
 """
 
@@ -115,7 +115,7 @@ def _crop(face, size: int) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--predictor", type=Path, default=None, help="dlib 68-point .dat file")
-    parser.add_argument("--models", nargs="+", default=["rcn-fast", "rcn-accurate"])
+    parser.add_argument("--models", nargs="+", default=["rcn-fast", "rcn-lite-accurate"])
     parser.add_argument("--backends", nargs="+", default=["onnx", "torch"])
     parser.add_argument("--timing-faces", type=int, default=200)
     parser.add_argument("--max-images", type=int, default=None, help="subsample the test split")

@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="average the final pass with the mirrored crop (1.5x the network time with the "
         "re-crop; 0.13-0.19 NME points better on ytf68 val). Default: the model's own setting "
-        "(on for rcn-lite-accurate and rcn-lite-ensemble, off for the others and weights files)",
+        "(on for rcn-lite-accurate, off for the others and weights files)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument(

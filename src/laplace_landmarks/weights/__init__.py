@@ -9,7 +9,7 @@ card ``<name>.md`` may sit beside the weights. Nothing is downloaded: the files 
 
 Example:
     >>> [m["name"] for m in list_pretrained()]  # doctest: +SKIP
-    ['rcn-lite', 'rcn-lite-medium', 'rcn-lite-accurate', 'rcn-fast', 'rcn-accurate']
+    ['rcn-lite', 'rcn-lite-medium', 'rcn-lite-accurate', 'rcn-fast', 'rcn-lite-ytf68', ...]
     >>> pretrained_path("rcn-fast").name  # doctest: +SKIP
     'rcn-fast.safetensors'
 """
