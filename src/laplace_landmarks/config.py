@@ -21,6 +21,36 @@ LOSS_KINDS = ("softargmax", "laplacekl", "gaussiankl")
 GENERATORS = ("rcn", "rcn-lite")  # model.name: the paper's RCN, or its output-stride-2 variant
 
 
+# The `train` command's flags -> the dotted config fields they override (the reproduction grid
+# and the CLI share it).
+TRAIN_FLAG_OVERRIDES = {
+    "arch": "model.name",
+    "width": "model.width",
+    "depth": "model.depth",
+    "zero_init_residual": "model.zero_init_residual",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "seed": "train.seed",
+    "loss": "loss.kind",
+    "target_scale": "loss.target_scale",
+    "direction": "loss.direction",
+    "adversarial_weight": "adversarial.weight",
+    "data": "data.dataset",
+    "data_root": "data.root",
+    "train_split": "data.train_split",
+    "val_split": "data.val_split",
+    "max_train": "data.max_train",
+    "max_val": "data.max_val",
+    "unlabeled": "adversarial.unlabeled",
+    "num_unlabeled": "adversarial.num_unlabeled",
+    "threads": "train.threads",
+    "cache_dir": "data.cache_dir",
+    "init_from": "train.init_from",
+    "self_crops_from": "data.self_crops_from",
+}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     name: str = "rcn"

@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from laplace_landmarks.config import GENERATORS, list_recipes
+from laplace_landmarks.config import GENERATORS, TRAIN_FLAG_OVERRIDES, list_recipes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -103,32 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-OVERRIDES = {
-    "arch": "model.name",
-    "width": "model.width",
-    "depth": "model.depth",
-    "zero_init_residual": "model.zero_init_residual",
-    "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
-    "lr": "train.lr",
-    "seed": "train.seed",
-    "loss": "loss.kind",
-    "target_scale": "loss.target_scale",
-    "direction": "loss.direction",
-    "adversarial_weight": "adversarial.weight",
-    "data": "data.dataset",
-    "data_root": "data.root",
-    "train_split": "data.train_split",
-    "val_split": "data.val_split",
-    "max_train": "data.max_train",
-    "max_val": "data.max_val",
-    "unlabeled": "adversarial.unlabeled",
-    "num_unlabeled": "adversarial.num_unlabeled",
-    "threads": "train.threads",
-    "cache_dir": "data.cache_dir",
-    "init_from": "train.init_from",
-    "self_crops_from": "data.self_crops_from",
-}
+OVERRIDES = TRAIN_FLAG_OVERRIDES  # flag name -> dotted config field
 
 
 def run(args: argparse.Namespace) -> int:

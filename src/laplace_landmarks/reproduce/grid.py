@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from laplace_landmarks.commands.train import OVERRIDES
+from laplace_landmarks.config import TRAIN_FLAG_OVERRIDES as OVERRIDES
 from laplace_landmarks.config import RunConfig, resolve_config
 from laplace_landmarks.errors import LandmarksError
 
@@ -158,7 +158,7 @@ class RunSpec:
         return f"{pretty[self.loss]}+D({self.num_unlabeled or 'all'})"
 
     def recipe_and_flags(self, opts: GridOptions) -> tuple[str, dict[str, Any]]:
-        """The train command's recipe and flags (names as in `commands.train.OVERRIDES`)."""
+        """The train command's recipe and flags (names as in `config.TRAIN_FLAG_OVERRIDES`)."""
         if self.adversarial:
             recipe = "paper-softargmax-adv" if self.loss == "softargmax" else "paper-laplacekl-adv"
         else:
