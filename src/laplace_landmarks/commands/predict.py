@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.outputs import DEFAULT_OUT, check_out_folder
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 FORMATS = ("json", "csv", "pts")
-DEFAULT_OUT = Path("landmarks_out")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -105,7 +105,7 @@ def run_predict(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else None
     file_out = out or DEFAULT_OUT
     if args.format == "pts" or args.draw or out is not None:
-        _check_out_folder(file_out)
+        check_out_folder(file_out)
     inputs, errors = collect_images(args.paths, exclude=file_out)
     boxes = load_boxes_file(args.boxes) if args.boxes else None
     landmarker = load_landmarker(
@@ -328,11 +328,6 @@ def landmarks_csv(results: list[ImageResult]) -> str:
             score = "" if face.score is None else f"{face.score:.6g}"
             writer.writerow([str(result.path), index, *(f"{v:.3f}" for v in numbers), score])
     return buffer.getvalue()
-
-
-def _check_out_folder(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise LandmarksError(f"--out: {out} exists and is not a folder")
 
 
 def _progress(items: list[ImageResult]) -> Iterable[ImageResult]:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.outputs import DEFAULT_OUT, check_out_folder
 from laplace_landmarks.smoothing import DEFAULT_OFFLINE_PROCESS_NOISE, DEFAULT_PROCESS_NOISE
 from laplace_landmarks.video import VIDEO_EXTENSIONS, FrameResult, VideoFrame, smoothing_kind
 
@@ -68,15 +69,15 @@ class VideoResult:
 
 def run_predict_video(args: argparse.Namespace) -> int:
     """Predict every video; exit 0 when at least one was processed, else 2."""
-    from laplace_landmarks.commands import predict as image_predict
+    from laplace_landmarks.inference import Landmarker
 
     _check_args(args)
     out = args.out
-    draw_dir = out or image_predict.DEFAULT_OUT
+    draw_dir = out or DEFAULT_OUT
     if out is not None or args.draw:
-        image_predict._check_out_folder(draw_dir)
+        check_out_folder(draw_dir)
     backend = {"backend": args.backend} if hasattr(args, "backend") else {}
-    landmarker = image_predict.load_landmarker(
+    landmarker = Landmarker.load(
         args.model,
         refine=not args.no_refine,
         threads=args.threads,
