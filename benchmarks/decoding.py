@@ -22,11 +22,11 @@ import argparse
 import numpy as np
 import torch
 
-from laplace_landmarks.checkpoints import load_generator
+from laplace_landmarks.checkpoints import load_generator, resolve_checkpoint
 from laplace_landmarks.data.markups import MIRROR_PERMUTATIONS
 from laplace_landmarks.decoding import point_offset
 from laplace_landmarks.evaluation import nme_per_face
-from laplace_landmarks.evaluation_run import _load_split, _to_image, resolve_checkpoint
+from laplace_landmarks.evaluation_run import _load_split, _to_image
 from laplace_landmarks.heatmaps import softargmax, spatial_softmax
 from laplace_landmarks.models import normalize_input
 from laplace_landmarks.training import default_cache_dir

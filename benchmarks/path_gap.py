@@ -24,11 +24,10 @@ import numpy as np
 import torch
 
 from laplace_landmarks import Landmarker
-from laplace_landmarks.checkpoints import load_generator
+from laplace_landmarks.checkpoints import load_generator, resolve_checkpoint
 from laplace_landmarks.config import resolve_config
 from laplace_landmarks.decoding import predict_crops
 from laplace_landmarks.evaluation import nme_per_face
-from laplace_landmarks.evaluation_run import resolve_checkpoint
 from laplace_landmarks.heatmaps import softargmax, spatial_softmax, to_crop_units
 from laplace_landmarks.models import normalize_input
 from laplace_landmarks.training import default_cache_dir, prepare_data

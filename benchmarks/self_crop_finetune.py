@@ -42,12 +42,12 @@ import torch
 
 def self_crops(crops_from: str, samples, threads: int, label: str = "self crops"):
     """The CropCache of ``samples`` cropped by ``crops_from``'s detector path (not cached)."""
+    from laplace_landmarks.checkpoints import resolve_checkpoint
     from laplace_landmarks.inference import Landmarker
     from laplace_landmarks.self_crops import make_self_crops
-    from laplace_landmarks.training import resolve_weights
 
     landmarker = Landmarker.from_checkpoint(
-        resolve_weights(crops_from), refine=True, threads=threads, flip_test=False
+        resolve_checkpoint(crops_from), refine=True, threads=threads, flip_test=False
     )
     return make_self_crops(landmarker, samples, label)
 

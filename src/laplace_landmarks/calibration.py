@@ -182,8 +182,8 @@ def calibrate_weights(
     ``scale_factor`` with the 90 % interval coverage of ``check_split`` before (raw scale, new
     offset) and after (``scale_fit``; None with ``fit_scale=False``, which keeps the file's factor).
     """
-    from laplace_landmarks.checkpoints import load_generator, save_weights
-    from laplace_landmarks.evaluation_run import _load_split, resolve_checkpoint
+    from laplace_landmarks.checkpoints import load_generator, resolve_checkpoint, save_weights
+    from laplace_landmarks.evaluation_run import _load_split
     from laplace_landmarks.training import default_cache_dir, validation_nme
 
     if "test" in (fit_split, check_split):

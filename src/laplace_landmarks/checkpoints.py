@@ -37,6 +37,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return payload
 
 
+def resolve_checkpoint(spec: str | Path) -> Path:
+    """A ``.pt``/``.safetensors`` path, or the name of a shipped model (see `weights`)."""
+    path = Path(spec)
+    if path.is_file():
+        return path
+    if path.suffix in (".pt", ".safetensors") or len(path.parts) > 1:
+        raise LandmarksError(f"checkpoint: {path} does not exist")
+    from laplace_landmarks.weights import pretrained_path
+
+    return pretrained_path(str(spec))
+
+
 def build_generator(config: RunConfig) -> torch.nn.Module:
     m = config.model
     extra = {"depth": m.depth} if m.depth else {}

@@ -24,23 +24,12 @@ import numpy as np
 import torch
 
 from laplace_landmarks.atomic import atomic_write_text
+from laplace_landmarks.checkpoints import resolve_checkpoint
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.evaluation import calibration, format_table, nme_per_face, summarize
 
 CROP_PROTOCOLS = ("five-point", "detector", "box")
 MAX_SKIPPED_LISTED = 50
-
-
-def resolve_checkpoint(spec: str | Path) -> Path:
-    """A ``.pt``/``.safetensors`` path, or the name of a shipped model (see `weights`)."""
-    path = Path(spec)
-    if path.is_file():
-        return path
-    if path.suffix in (".pt", ".safetensors") or len(path.parts) > 1:
-        raise LandmarksError(f"checkpoint: {path} does not exist")
-    from laplace_landmarks.weights import pretrained_path
-
-    return pretrained_path(str(spec))
 
 
 def _norms(num_landmarks: int) -> tuple[str, ...]:

@@ -128,11 +128,11 @@ def self_crop_cache(
     The cache file is named by a sha256 of the weights file's bytes, the dataset's samples (paths,
     file stats, annotations) and the crop settings, so new weights or new labels build a new one.
     """
+    from laplace_landmarks.checkpoints import resolve_checkpoint
     from laplace_landmarks.detection import DETECTOR_CROP_SCALE, DETECTOR_CROP_SHIFT
     from laplace_landmarks.inference import Landmarker
-    from laplace_landmarks.training import resolve_weights
 
-    path = resolve_weights(weights)
+    path = resolve_checkpoint(weights)
     settings = {
         "kind": "self-crops",
         "weights_sha256": file_sha256(path),

@@ -30,6 +30,7 @@ from laplace_landmarks.checkpoints import (
     CHECKPOINT_VERSION,
     build_generator,
     load_checkpoint,
+    resolve_checkpoint,
     save_weights,
 )
 from laplace_landmarks.config import RunConfig
@@ -105,18 +106,6 @@ def prepare_data(config: RunConfig, cache_dir: Path, progress: bool = True) -> T
     return TrainData(caches[0], caches[1], unlabeled)
 
 
-def resolve_weights(spec: str | Path) -> Path:
-    """A weights file (``.safetensors``/``.pt``) or the name of a shipped model."""
-    path = Path(spec)
-    if path.is_file():
-        return path
-    if path.suffix in (".pt", ".safetensors") or len(path.parts) > 1:
-        raise LandmarksError(f"weights: {path} does not exist")
-    from laplace_landmarks.weights import pretrained_path
-
-    return pretrained_path(str(spec))
-
-
 def init_model_config(config_dict: dict, init_from: str) -> dict:
     """``config_dict`` with its ``model`` section taken from ``init_from``'s weights.
 
@@ -124,7 +113,7 @@ def init_model_config(config_dict: dict, init_from: str) -> dict:
     dropout stays the recipe's (it is a training choice, not a shape)."""
     from laplace_landmarks.checkpoints import load_generator
 
-    _, init_config, metadata = load_generator(resolve_weights(init_from))
+    _, init_config, metadata = load_generator(resolve_checkpoint(init_from))
     if "ensemble" in metadata:
         raise LandmarksError(f"train: --init-from {init_from}: an ensemble cannot be fine-tuned")
     model = {**init_config.to_dict()["model"]}
@@ -139,7 +128,7 @@ def load_init_weights(model: torch.nn.Module, init_from: str) -> None:
     labels must fit its own (``laplace-landmarks calibrate``)."""
     from laplace_landmarks.checkpoints import load_generator
 
-    source, _, metadata = load_generator(resolve_weights(init_from))
+    source, _, metadata = load_generator(resolve_checkpoint(init_from))
     if "ensemble" in metadata:
         raise LandmarksError(f"train: --init-from {init_from}: an ensemble cannot be fine-tuned")
     state = dict(source.state_dict())

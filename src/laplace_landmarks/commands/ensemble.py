@@ -27,9 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_ensemble(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from laplace_landmarks.checkpoints import save_ensemble
+    from laplace_landmarks.checkpoints import resolve_checkpoint, save_ensemble
     from laplace_landmarks.errors import LandmarksError
-    from laplace_landmarks.evaluation_run import resolve_checkpoint
     from laplace_landmarks.models.registry import count_parameters
 
     out = Path(args.out)
