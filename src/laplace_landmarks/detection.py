@@ -7,6 +7,7 @@ Boxes are (x0, y0, x1, y1) in continuous image coordinates, where pixel centres 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -29,6 +30,22 @@ class Detection:
 
     box: tuple[float, float, float, float]
     score: float
+
+
+def detection_holding(
+    detections: list[Detection] | tuple[Detection, ...], centre
+) -> tuple[float, float, float, float] | None:
+    """The box, among ``detections``, that holds ``centre`` (x, y) and is nearest-centred on it.
+
+    How a labelled face is matched to a detection (evaluation, self crops): None when no box
+    holds the centre."""
+    cx, cy = float(centre[0]), float(centre[1])
+    holding = [
+        d.box for d in detections if d.box[0] <= cx <= d.box[2] and d.box[1] <= cy <= d.box[3]
+    ]
+    if not holding:
+        return None
+    return min(holding, key=lambda b: math.hypot((b[0] + b[2]) / 2 - cx, (b[1] + b[3]) / 2 - cy))
 
 
 class FaceDetector(Protocol):

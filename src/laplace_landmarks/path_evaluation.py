@@ -33,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68
-from laplace_landmarks.detection import DETECTOR_CROP_SCALE, DETECTOR_CROP_SHIFT, Detection
+from laplace_landmarks.detection import DETECTOR_CROP_SCALE, DETECTOR_CROP_SHIFT
+from laplace_landmarks.detection import detection_holding as matching_detection
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.evaluation import (
     auc_at,
@@ -61,17 +62,6 @@ class PathFace:
     visible: np.ndarray
     box: Box
     detected: bool
-
-
-def matching_detection(detections: Sequence[Detection], centre: Sequence[float]) -> Box | None:
-    """The box, among ``detections``, that holds ``centre`` (x, y) and is nearest-centred on it."""
-    cx, cy = float(centre[0]), float(centre[1])
-    holding = [
-        d.box for d in detections if d.box[0] <= cx <= d.box[2] and d.box[1] <= cy <= d.box[3]
-    ]
-    if not holding:
-        return None
-    return min(holding, key=lambda b: math.hypot((b[0] + b[2]) / 2 - cx, (b[1] + b[3]) / 2 - cy))
 
 
 def fallback_box(points: np.ndarray) -> Box:

@@ -26,16 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from laplace_landmarks.data.datasets import IMAGE_SUFFIXES, held_out_identities
+from laplace_landmarks.data.datasets import held_out_identities, load_dataset
 from laplace_landmarks.data.formats import write_pts
 from laplace_landmarks.data.images import load_image
 from laplace_landmarks.errors import LandmarksError
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Every image under ``folder`` (recursively), sorted; hidden files skipped."""
-    files = (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    return sorted(p for p in files if p.is_file() and not p.name.startswith("."))
 
 
 def central_detection(detections: list, width: int, height: int):
@@ -74,7 +68,8 @@ def pseudo_label_folder(
         raise LandmarksError(f"pseudo-label: {out} already holds labels; choose another --out")
     if limit is not None and limit < 1:
         raise LandmarksError(f"pseudo-label: --limit must be >= 1, got {limit}")
-    files = image_files(images)[:limit]
+    faces = load_dataset("unlabeled", "all", root=images).samples[:limit]  # sorted, recursive
+    files = [face.image_path for face in faces]
     if not files:
         raise LandmarksError(f"pseudo-label: no images under {images}")
     import dlib
@@ -82,7 +77,7 @@ def pseudo_label_folder(
     model_path = find_dlib_predictor(predictor)
     shape_predictor = dlib.shape_predictor(str(model_path))
     detector = DlibHogDetector(upsample=1)
-    groups = sorted({f.parent.relative_to(images).as_posix() for f in files})
+    groups = sorted({face.identity for face in faces})  # sub-folders: one person each
     held_out = held_out_identities(groups, seed, val_fraction) if len(groups) > 1 else set()
     counts = {"train": 0, "val": 0, "no_face": 0, "unreadable": 0}
     start = time.perf_counter()
@@ -98,7 +93,7 @@ def pseudo_label_folder(
             continue
         points = dlib_points(shape_predictor, rgb, detection.box)
         relative = path.relative_to(images)
-        split = "val" if relative.parent.as_posix() in held_out else "train"
+        split = "val" if faces[index].identity in held_out else "train"
         target = out / split / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)

@@ -25,6 +25,7 @@ import torch
 
 from laplace_landmarks.data.cache import CropCache, cache_key
 from laplace_landmarks.data.types import LandmarkDataset, Sample
+from laplace_landmarks.detection import detection_holding
 from laplace_landmarks.errors import LandmarksError
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def make_self_crops(
     start = time.perf_counter()
     for sample in samples:
         rgb = to_rgb_array(str(sample.image_path), "image")
-        box = _box_holding(landmarker.detector(rgb), np.nanmean(sample.points, axis=0))
+        box = detection_holding(landmarker.detector(rgb), np.nanmean(sample.points, axis=0))
         if box is None:
             continue
         crop = landmarker.predict(rgb, boxes=[box])[0].crop  # box -> first pass -> re-crop
@@ -73,21 +74,6 @@ def make_self_crops(
         torch.stack(matrices),
         [s.identity for s in kept],
         [str(s.image_path) for s in kept],
-    )
-
-
-def _box_holding(detections, center: np.ndarray) -> tuple[float, ...] | None:
-    """The detection box holding ``center`` (x, y) whose centre is nearest to it, or None."""
-    holding = [
-        d.box
-        for d in detections
-        if d.box[0] <= center[0] <= d.box[2] and d.box[1] <= center[1] <= d.box[3]
-    ]
-    if not holding:
-        return None
-    return min(
-        holding,
-        key=lambda b: np.hypot((b[0] + b[2]) / 2 - center[0], (b[1] + b[3]) / 2 - center[1]),
     )
 
 
