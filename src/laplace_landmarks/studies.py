@@ -23,8 +23,7 @@ from pathlib import Path
 from laplace_landmarks.errors import LandmarksError
 
 # width name -> the shipped ytf68-trained model the run fine-tunes (its network sets the width)
-STUDY_WIDTHS = {"fast": "rcn-lite", "default": "rcn-lite-accurate"}
-YTF68_SUFFIX = "-ytf68"  # the shipped ytf68-trained weights are renamed <name>-ytf68.safetensors
+STUDY_WIDTHS = {"fast": "rcn-lite-ytf68", "default": "rcn-lite-accurate-ytf68"}
 STUDY_RECIPE = "improved-lite"
 
 
@@ -76,14 +75,8 @@ def study_runs(
 
 
 def init_weights(width: str) -> str:
-    """The ytf68-trained weights a width fine-tunes: ``weights/<name>-ytf68.safetensors`` when
-    shipped under that name, else the shipped name itself (from before that rename, when the
-    name held the ytf68 weights)."""
-    from importlib import resources
-
-    name = STUDY_WIDTHS[width]
-    path = resources.files("laplace_landmarks") / "weights" / f"{name}{YTF68_SUFFIX}.safetensors"
-    return str(path) if path.is_file() else name
+    """The shipped ytf68-trained model a width fine-tunes (its network sets the width)."""
+    return STUDY_WIDTHS[width]
 
 
 def run_config(run: StudyRun, epochs: int, overrides: dict | None = None):
@@ -237,8 +230,8 @@ def _finished_nmes(out: Path, width: str, num: int | None, seeds: list[int], epo
 def _setting(epochs: int, overrides: dict | None) -> str:
     extra = ", ".join(f"{k} = {v}" for k, v in sorted((overrides or {}).items()))
     return (
-        f"fine-tuning from the shipped ytf68-trained weights (fast = rcn-lite, width 1/8 depth 2; "
-        f"default = rcn-lite-accurate, width 1/2), recipe {STUDY_RECIPE}, {epochs} epochs, "
+        f"fine-tuning from the shipped ytf68-trained weights (fast = rcn-lite-ytf68, width 1/8 "
+        f"depth 2; default = rcn-lite-accurate-ytf68, width 1/2), recipe {STUDY_RECIPE}, {epochs} epochs, "
         "lr 1e-3 cosine, on 300W trainval-train / val (850 / 120 faces on the full data), "
         "carved by photo; N unlabelled faces (--num-unlabeled N: a subset drawn with the run's "
         "seed; N = 0: adversarial branch off; all: the whole pool, ~4,500 faces by default); "
