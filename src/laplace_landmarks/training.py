@@ -30,6 +30,7 @@ from laplace_landmarks.checkpoints import (
     CHECKPOINT_VERSION,
     build_generator,
     load_checkpoint,
+    load_generator,
     resolve_checkpoint,
     save_weights,
 )
@@ -106,16 +107,21 @@ def prepare_data(config: RunConfig, cache_dir: Path, progress: bool = True) -> T
     return TrainData(caches[0], caches[1], unlabeled)
 
 
+def _init_source(init_from: str) -> tuple[torch.nn.Module, RunConfig]:
+    """The network and config of ``init_from`` (a weights file or a shipped name); an ensemble
+    is refused."""
+    model, config, metadata = load_generator(resolve_checkpoint(init_from))
+    if "ensemble" in metadata:
+        raise LandmarksError(f"train: --init-from {init_from}: an ensemble cannot be fine-tuned")
+    return model, config
+
+
 def init_model_config(config_dict: dict, init_from: str) -> dict:
     """``config_dict`` with its ``model`` section taken from ``init_from``'s weights.
 
     Fine-tuning starts from another run's network, so its architecture comes from there;
     dropout stays the recipe's (it is a training choice, not a shape)."""
-    from laplace_landmarks.checkpoints import load_generator
-
-    _, init_config, metadata = load_generator(resolve_checkpoint(init_from))
-    if "ensemble" in metadata:
-        raise LandmarksError(f"train: --init-from {init_from}: an ensemble cannot be fine-tuned")
+    _, init_config = _init_source(init_from)
     model = {**init_config.to_dict()["model"]}
     model["dropout"] = config_dict.get("model", {}).get("dropout", model["dropout"])
     return {**config_dict, "model": model}
@@ -126,11 +132,7 @@ def load_init_weights(model: torch.nn.Module, init_from: str) -> None:
 
     The offset corrects one training set's bias against its labels; fine-tuning on other
     labels must fit its own (``laplace-landmarks calibrate``)."""
-    from laplace_landmarks.checkpoints import load_generator
-
-    source, _, metadata = load_generator(resolve_checkpoint(init_from))
-    if "ensemble" in metadata:
-        raise LandmarksError(f"train: --init-from {init_from}: an ensemble cannot be fine-tuned")
+    source, _ = _init_source(init_from)
     state = dict(source.state_dict())
     if "point_offset" in state:
         state["point_offset"] = torch.zeros_like(state["point_offset"])
