@@ -51,3 +51,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print how many bad inputs the fuzz tests tried (see tests/fuzzing.py)."""
+    from fuzzing import summary
+
+    line = summary()
+    if line:
+        terminalreporter.write_line(line)

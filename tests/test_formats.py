@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fuzzing import tried
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -374,6 +375,7 @@ SEEDS = [
 
 
 def accepts_only_format_errors(parser, content) -> None:
+    tried("annotations")
     try:
         parser(content)
     except FormatError:
