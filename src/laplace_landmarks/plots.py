@@ -23,7 +23,7 @@ from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.evaluation import as_numpy
 
 
-def _figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (5.0, 4.0)) -> Any:
+def new_figure(ncols: int = 1, nrows: int = 1, size: tuple[float, float] = (5.0, 4.0)) -> Any:
     """A matplotlib Figure bound to an Agg canvas, with (nrows, ncols) axes."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -44,7 +44,7 @@ def _atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None]) -
     return Path(path)
 
 
-def _save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
+def save_figure(fig: Any, path: str | os.PathLike[str]) -> Path:
     fig.tight_layout()
     return _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
 
@@ -65,7 +65,7 @@ def plot_ced(
 
     if not errors_by_name:
         raise LandmarksError("errors_by_name is empty")
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     for name, errors in errors_by_name.items():
         thresholds, fraction = ced_curve(errors, max_error, steps=401)
@@ -75,7 +75,7 @@ def plot_ced(
     ax.set(xlim=(0, 100 * max_error), ylim=(0, 1), xlabel="NME (%)", ylabel="share of faces")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_calibration(scale: Any, errors: Any, path: str | os.PathLike[str], bins: int = 10) -> Path:
@@ -104,7 +104,7 @@ def plot_calibration(scale: Any, errors: Any, path: str | os.PathLike[str], bins
     groups = np.array_split(np.argsort(s, kind="stable"), min(bins, s.size))
     mean_s = np.array([s[g].mean() for g in groups])
     mean_e = np.array([e[g].mean() for g in groups])
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     top = float(max(mean_s.max(), mean_e.max())) * 1.05 or 1.0
     ax.plot([0, top], [0, top], "--", color="grey", label="calibrated (y = x)")
@@ -113,7 +113,7 @@ def plot_calibration(scale: Any, errors: Any, path: str | os.PathLike[str], bins
     ax.set(xlabel="predicted scale b (px)", ylabel="mean error (px)", xlim=(0, top), ylim=(0, top))
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize="small")
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def _read_numeric_columns(csv_path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -149,14 +149,14 @@ def plot_training_curves(
         x = np.arange(len(next(iter(columns.values()))), dtype=np.float64)
     ncols = min(3, len(columns))
     nrows = math.ceil(len(columns) / ncols)
-    fig = _figure(ncols, nrows, size=(4.0, 3.0))
+    fig = new_figure(ncols, nrows, size=(4.0, 3.0))
     for index, (name, values) in enumerate(columns.items()):
         ax = fig.add_subplot(nrows, ncols, index + 1)
         ok = np.isfinite(values) & np.isfinite(x)
         ax.plot(x[ok], values[ok], ".-" if ok.sum() < 30 else "-")
         ax.set(title=name, xlabel="epoch")
         ax.grid(alpha=0.3)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def draw_landmarks(

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.sharding import take_shard
 
 # width name -> the shipped ytf68-trained model the run fine-tunes (its network sets the width)
 STUDY_WIDTHS = {"fast": "rcn-lite-ytf68", "default": "rcn-lite-accurate-ytf68"}
@@ -67,11 +68,8 @@ def study_runs(
         raise LandmarksError(
             f"widths: unknown width {unknown[0]!r}; choose from {list(STUDY_WIDTHS)}"
         )
-    k, n = shard
-    if not 1 <= k <= n:
-        raise LandmarksError(f"shard: K/N needs 1 <= K <= N, got {k}/{n}")
     runs = [StudyRun(w, num, s) for w in widths for s in seeds for num in ns]
-    return runs[k - 1 :: n]
+    return take_shard(runs, shard)
 
 
 def init_weights(width: str) -> str:

@@ -88,13 +88,13 @@ def _widths(text: str) -> tuple[float, ...]:
 
 
 def _shard(text: str) -> tuple[int, int]:
+    from laplace_landmarks.errors import LandmarksError
+    from laplace_landmarks.sharding import parse_shard
+
     try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected K/N such as 1/2, got {text!r}") from None
-    if not 1 <= k <= n:
-        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, got {text!r}")
-    return k, n
+        return parse_shard(text)
+    except LandmarksError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def command_line(args: argparse.Namespace) -> str:

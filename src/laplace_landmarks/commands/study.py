@@ -38,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def parse_args(args: argparse.Namespace) -> dict:
     """The study's options from the parsed flags; bad values are a LandmarksError."""
     from laplace_landmarks.errors import LandmarksError
+    from laplace_landmarks.sharding import parse_shard
     from laplace_landmarks.studies import parse_n
 
     def items(text: str, flag: str) -> list[str]:
@@ -48,12 +49,11 @@ def parse_args(args: argparse.Namespace) -> dict:
 
     try:
         seeds = [int(s) for s in items(args.seeds, "seeds")]
-        k, n = (int(part) for part in args.shard.split("/"))
     except ValueError:
         raise LandmarksError(
-            f"seeds/shard: expected whole numbers (--seeds 0,1,2 --shard K/N), got "
-            f"{args.seeds!r} / {args.shard!r}"
+            f"seeds: expected whole numbers such as 0,1,2, got {args.seeds!r}"
         ) from None
+    shard = parse_shard(args.shard)
     if args.epochs < 1:
         raise LandmarksError(f"epochs: must be >= 1, got {args.epochs}")
     overrides = {
@@ -70,7 +70,7 @@ def parse_args(args: argparse.Namespace) -> dict:
         "ns": [parse_n(v) for v in items(args.n, "n")],
         "seeds": seeds,
         "epochs": args.epochs,
-        "shard": (k, n),
+        "shard": shard,
         "overrides": {key: value for key, value in overrides.items() if value is not None},
     }
 

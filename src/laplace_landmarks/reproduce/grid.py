@@ -16,6 +16,7 @@ import torch
 from laplace_landmarks.config import TRAIN_FLAG_OVERRIDES as OVERRIDES
 from laplace_landmarks.config import RunConfig, resolve_config
 from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.sharding import check_shard, take_shard
 
 FULL_WIDTHS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
 TARGET_SCALES = (0.5, 1.0, 2.0, 4.0)
@@ -97,9 +98,7 @@ def resolve_options(opts: GridOptions) -> GridOptions:
     )
     filled = dataclasses.replace(filled, out=Path(filled.out))
     if filled.shard is not None:
-        k, n = filled.shard
-        if not 1 <= k <= n:
-            raise LandmarksError(f"--shard must be K/N with 1 <= K <= N, got {k}/{n}")
+        check_shard(filled.shard)
     names = ("seeds", "epochs", "threads", "batch_size", "max_train", "d_width", "d_batch_size")
     names += ("d_every",)
     for name in names:
@@ -369,9 +368,7 @@ def run_grid(opts: GridOptions) -> dict[str, Any]:
     cache_dir = Path(opts.cache_dir) if opts.cache_dir else default_cache_dir()
     grid = build_grid(opts)
     runs = list({spec.name: spec for specs in grid.values() for spec in specs}.values())
-    if opts.shard is not None:
-        k, n = opts.shard
-        runs = runs[k - 1 :: n]
+    runs = take_shard(runs, opts.shard)
     results: dict[str, dict[str, Any]] = {}
     missing: list[str] = []
     for index, spec in enumerate(runs, 1):

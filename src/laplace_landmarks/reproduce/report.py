@@ -285,7 +285,7 @@ def _width_claims(data: dict[str, Any]) -> list[str]:
 
 
 def _figures(data: dict[str, Any], folder: Path, prefix: str) -> dict[str, Path]:
-    from laplace_landmarks.plots import _figure, _save_figure, plot_ced
+    from laplace_landmarks.plots import new_figure, plot_ced, save_figure
 
     r, errors = data["results"], {}
     for specs in _groups(data["grid"]["table2"]).values():
@@ -293,7 +293,7 @@ def _figures(data: dict[str, Any], folder: Path, prefix: str) -> dict[str, Path]
             per_face = [e for e in r[specs[0].name]["per_face_nme"] if e == e]
             errors[f"{specs[0].label} (seed {specs[0].seed})"] = per_face
     ced = plot_ced(errors, folder / f"{prefix}-ced.png")
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     groups = list(_groups(data["grid"]["fig4"]).values())
     stats = [_stat(specs, r, "nme") for specs in groups]
@@ -311,7 +311,7 @@ def _figures(data: dict[str, Any], folder: Path, prefix: str) -> dict[str, Path]
     ax.set_xticks(xs, [f"{x:g}" for x in xs])
     ax.tick_params(axis="x", which="minor", labelbottom=False)
     ax.grid(alpha=0.3)
-    return {"ced": ced, "bt": _save_figure(fig, folder / f"{prefix}-bt-sweep.png")}
+    return {"ced": ced, "bt": save_figure(fig, folder / f"{prefix}-bt-sweep.png")}
 
 
 def _header(data: dict[str, Any]) -> list[str]:
