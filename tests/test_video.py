@@ -526,3 +526,17 @@ def test_missing_pyav_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed
     with pytest.raises(LandmarksError, match=r"laplace-landmarks\[video\]"):
         list(read_frames(path))
+
+
+def test_tracker_skips_detections_too_small_to_frame_a_face():
+    """A detector box under the minimum face size starts no track (and stops no video)."""
+    from laplace_landmarks.detection import Detection
+    from laplace_landmarks.inference import Landmarker
+
+    def tiny(image):
+        return [Detection((5.0, 5.0, 9.0, 9.0), 1.0)]
+
+    landmarker = Landmarker.pretrained("rcn-lite", detector=tiny, threads=1)
+    frames = [np.full((12, 12, 3), 128, np.uint8) for _ in range(3)]
+    results = predict_video(landmarker, frames, tracker=FaceTracker(landmarker))
+    assert [len(r.faces) for r in results] == [0, 0, 0]

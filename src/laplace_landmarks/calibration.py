@@ -191,6 +191,8 @@ def calibrate_weights(
     out = Path(out)
     if out.suffix != ".safetensors":
         raise LandmarksError(f"out: must end in .safetensors, got {out}")
+    if threads is not None and threads < 1:
+        raise LandmarksError(f"calibrate: threads must be >= 1, got {threads}")
     if threads:
         torch.set_num_threads(threads)
     path = resolve_checkpoint(checkpoint)
@@ -202,6 +204,12 @@ def calibrate_weights(
         split: _load_split(config, dataset, split, root, "five-point", cache_root)[1]
         for split in (fit_split, check_split)
     }
+    for split, cache in caches.items():
+        if len(cache) and cache.points.shape[1] != config.model.num_landmarks:
+            raise LandmarksError(
+                f"calibrate: {dataset}/{split} has {cache.points.shape[1]} landmarks, {path} "
+                f"predicts {config.model.num_landmarks}"
+            )
 
     def nme(split: str) -> float:
         return validation_nme(model, caches[split])[0]
@@ -245,5 +253,5 @@ def calibrate_weights(
             f"offset; 90 % interval coverage {100 * scale_fit.coverage_before:.1f} -> "
             f"{100 * scale_fit.coverage_after:.1f} %"
         )
-    save_weights(model, config, out, extra=extra)
+    save_weights(model, config, out, extra=extra, verify=True)
     return result

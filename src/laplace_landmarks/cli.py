@@ -13,10 +13,13 @@ import sys
 
 from laplace_landmarks import __version__
 from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.outputs import printable
 
 # (command name, module under laplace_landmarks.commands)
 COMMANDS: list[tuple[str, str]] = [
     ("predict", "predict"),
+    ("align", "align"),
+    ("ray-predict", "ray_predict"),
     ("models", "models"),
     ("train", "train"),
     ("evaluate", "evaluate"),
@@ -27,10 +30,12 @@ COMMANDS: list[tuple[str, str]] = [
     ("ensemble", "ensemble"),
     ("bench", "bench"),
     ("study", "study"),
+    ("cache", "cache"),
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``laplace-landmarks`` parser with every available command."""
     parser = argparse.ArgumentParser(
         prog="laplace-landmarks",
         description="68-point facial landmarks with per-point Laplace uncertainty, fast on CPU.",
@@ -49,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit status (2 and a one-line message for a bad input).
+
+    argparse's own usage errors exit with SystemExit(2), ``--help`` and ``--version`` with 0.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -57,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LandmarksError as exc:
-        print(f"laplace-landmarks {args.command}: error: {exc}", file=sys.stderr)
+        message = printable(str(exc)).replace("\n", " ")  # one line, whatever the input's name
+        print(f"laplace-landmarks {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

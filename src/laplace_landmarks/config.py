@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import numbers
 import tomllib
+import types
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import Any, NamedTuple, get_args, get_type_hints
 
 from laplace_landmarks.errors import LandmarksError
 
@@ -134,24 +137,75 @@ class RunConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
-        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+    def from_dict(cls, raw: Any) -> RunConfig:
+        """Build and :func:`validate` a config from a recipe / JSON dict (sections as dicts).
+
+        Every field is type-checked (an int where a float is expected is taken as a float) and
+        bounded, so a config read from an untrusted weights file is safe to build a model from.
+        """
+        if not isinstance(raw, dict):
+            raise LandmarksError(f"config: expected a table of sections, got {_kind(raw)}")
         kwargs: dict[str, Any] = {}
         for key, value in raw.items():
-            if key not in sections:
-                raise LandmarksError(f"config: unknown section {key!r}")
             if key == "recipe":
-                kwargs[key] = str(value)
+                kwargs[key] = _typed("recipe", value, str)
                 continue
-            section_cls = _SECTION_CLASSES[key]
-            known = {f.name for f in dataclasses.fields(section_cls)}
-            unknown = set(value) - known
-            if unknown:
-                raise LandmarksError(f"config: unknown field(s) {sorted(unknown)} in [{key}]")
-            kwargs[key] = section_cls(**value)
+            if key not in _SECTION_CLASSES:
+                raise LandmarksError(f"config: unknown section {key!r:.40}")
+            kwargs[key] = _section(key, value)
         config = cls(**kwargs)
         validate(config)
         return config
+
+
+def _kind(value: Any) -> str:
+    """A short description of a value's JSON kind for error messages, e.g. ``list [1]``."""
+    return f"{type(value).__name__} {value!r:.40}"
+
+
+def _typed(name: str, value: Any, hint: Any) -> Any:
+    """``value`` checked against the field type ``hint`` (``float``, ``int | None``, ...).
+
+    bool is never taken as a number; an integer is taken as a float (TOML/JSON write ``1`` for
+    ``1.0``), and floats must be finite; a path (from Python callers) is taken as its string."""
+    options = get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None and type(None) in options:
+        return None
+    if isinstance(value, bool):
+        if bool in options:
+            return value
+    elif isinstance(value, numbers.Integral) and int in options:
+        return int(value)
+    elif isinstance(value, numbers.Real) and float in options:
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number):
+            return number
+        raise LandmarksError(f"config: {name} must be a finite number, got {value!r:.40}")
+    elif isinstance(value, str | PurePath) and str in options:
+        return str(value)
+    expected = " or ".join("null" if t is type(None) else t.__name__ for t in options)
+    raise LandmarksError(f"config: {name} must be {expected}, got {_kind(value)}")
+
+
+def _section(key: str, value: Any) -> Any:
+    """The dataclass of section ``key`` from its raw dict, every field type-checked."""
+    section_cls = _SECTION_CLASSES[key]
+    if not isinstance(value, dict):
+        raise LandmarksError(f"config: [{key}] must be a table of fields, got {_kind(value)}")
+    hints = get_type_hints(section_cls)
+    unknown = set(value) - set(hints)
+    if unknown:
+        names = sorted(map(str, unknown))
+        raise LandmarksError(f"config: unknown field(s) {names!r:.80} in [{key}]")
+    return section_cls(
+        **{
+            name: _typed(f"{key}.{name}", field_value, hints[name])
+            for name, field_value in value.items()
+        }
+    )
 
 
 _SECTION_CLASSES = {
@@ -236,14 +290,85 @@ def _require(condition: bool, message: str) -> None:
         raise LandmarksError(message)
 
 
+class Range(NamedTuple):
+    """Allowed values of a numeric field: ``low``..``high``, each end included unless open."""
+
+    low: float
+    high: float
+    open_low: bool = False
+    open_high: bool = False
+
+    def check(self, name: str, value: float | None) -> None:
+        """Raise LandmarksError naming ``name`` when ``value`` (None: unset, fine) is outside."""
+        if value is None:
+            return
+        if value < self.low or (self.open_low and value == self.low):
+            raise LandmarksError(
+                f"{name} must be {'>' if self.open_low else '>='} {self.low}, got {value!r:.40}"
+            )
+        if value > self.high or (self.open_high and value == self.high):
+            raise LandmarksError(
+                f"{name} must be {'<' if self.open_high else '<='} {self.high}, got {value!r:.40}"
+            )
+
+
+# Bounds of the numeric fields. Most are the maths (a rate > 0, a probability < 1); the rest are
+# sanity bounds far outside any real run, so a typo or an untrusted weights file cannot size a
+# network (crop size, width, depth, landmark count) or a loop beyond what a machine can hold.
+RANGES: dict[str, Range] = {
+    "model.width": Range(1 / 64, 4.0),  # 1 to 256 channels
+    "model.num_landmarks": Range(1, 1000),
+    "model.dropout": Range(0.0, 1.0, open_high=True),
+    "model.depth": Range(0, 8),
+    "loss.target_scale": Range(0.0, 100.0, open_low=True),
+    "loss.temperature": Range(0.01, 100.0),
+    "adversarial.weight": Range(0.0, 1e3),
+    "adversarial.noise_std": Range(0.0, 10.0),
+    "adversarial.base_width": Range(1, 1024),
+    "adversarial.lr": Range(0.0, 1.0, open_low=True),
+    "adversarial.num_unlabeled": Range(1, 10**9),
+    "adversarial.batch_size": Range(1, 65536),
+    "adversarial.every": Range(1, 10**6),
+    "data.split_seed": Range(0, 2**63 - 1),
+    "data.val_fraction": Range(0.0, 1.0, open_low=True, open_high=True),
+    "data.size": Range(16, 512),
+    "data.extension": Range(-1.0, 10.0, open_low=True),  # the crop's half-side: (1 + e) * radius
+    "data.max_train": Range(1, 10**9),
+    "data.max_val": Range(1, 10**9),
+    "data.rotation_deg": Range(0.0, 180.0),
+    "data.scale": Range(0.0, 1.0, open_high=True),  # scale factors 1 +- scale
+    "data.shift": Range(0.0, 1.0),
+    "data.brightness": Range(0.0, 1.0),
+    "data.contrast": Range(0.0, 1.0),
+    "train.epochs": Range(1, 10**6),
+    "train.batch_size": Range(1, 65536),
+    "train.lr": Range(0.0, 10.0, open_low=True),
+    "train.weight_decay": Range(0.0, 1.0),
+    "train.seed": Range(0, 2**63 - 1),
+    "train.threads": Range(1, 1024),
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.name": GENERATORS,
+    "loss.kind": LOSS_KINDS,
+    "loss.direction": ("forward", "reverse"),
+    "loss.norm": ("l2", "l1", "sql2"),  # losses.NORMS
+    "adversarial.heatmap": ("laplace", "gaussian"),
+    "train.schedule": ("constant", "cosine"),
+}
+
+
+def _value(config: RunConfig, dotted: str) -> Any:
+    section, _, name = dotted.partition(".")
+    return getattr(getattr(config, section), name)
+
+
 def validate(config: RunConfig) -> None:
-    """Raise LandmarksError naming the field for any value out of range."""
-    _require(config.loss.kind in LOSS_KINDS, f"loss.kind must be one of {LOSS_KINDS}")
-    _require(config.loss.direction in ("forward", "reverse"), "loss.direction: forward|reverse")
-    _require(config.loss.target_scale > 0, "loss.target_scale must be > 0")
-    _require(config.model.name in GENERATORS, f"model.name must be one of {GENERATORS}")
-    _require(config.model.width > 0, "model.width must be > 0")
-    _require(config.model.depth >= 0, "model.depth must be >= 0")
+    """Raise LandmarksError naming the field for any value out of range (see ``RANGES``)."""
+    for dotted, choices in CHOICES.items():
+        value = _value(config, dotted)
+        _require(value in choices, f"{dotted} must be one of {choices}, got {value!r:.40}")
+    for dotted, allowed in RANGES.items():
+        allowed.check(dotted, _value(config, dotted))
     _require(
         config.model.depth == 0 or config.model.name == "rcn-lite",
         "model.depth > 0 needs model.name = 'rcn-lite'",
@@ -252,14 +377,4 @@ def validate(config: RunConfig) -> None:
         not config.model.zero_init_residual or config.model.depth > 0,
         "model.zero_init_residual needs model.depth > 0 (it initialises the residual convs)",
     )
-    _require(config.train.epochs >= 1, "train.epochs must be >= 1")
-    _require(config.train.batch_size >= 1, "train.batch_size must be >= 1")
-    _require(config.train.lr > 0, "train.lr must be > 0")
-    _require(config.train.schedule in ("constant", "cosine"), "train.schedule: constant|cosine")
-    _require(config.adversarial.weight >= 0, "adversarial.weight must be >= 0")
-    _require(
-        config.adversarial.num_unlabeled is None or config.adversarial.num_unlabeled >= 1,
-        "adversarial.num_unlabeled must be >= 1",
-    )
-    _require(config.adversarial.every >= 1, "adversarial.every must be >= 1")
     _require(config.data.size % 16 == 0, "data.size must be divisible by 16")

@@ -11,12 +11,16 @@ transform (`Crop.to_image` / `Crop.to_image_scale`); NME, AUC and FR are compute
   ``with_skipped_as_failures`` then counts each skipped face as a failure (NME above the
   threshold, contributing 0 to the AUC), so protocols compare fairly.
 
-`evaluate_checkpoint` returns one JSON-ready dict; `format_report` renders it as text.
+`evaluate_checkpoint` returns one JSON-ready dict; `format_report` renders it as text. With
+``plots_dir`` it checks first, before any work, that matplotlib imports and the folder is writable;
+a plot that still fails afterwards is reported in ``plot_error`` instead of losing the numbers.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,43 @@ from laplace_landmarks.evaluation import calibration, format_table, nme_per_face
 
 CROP_PROTOCOLS = ("five-point", "detector", "box")
 MAX_SKIPPED_LISTED = 50
+
+
+def check_output_folder(folder: str | Path, what: str) -> Path:
+    """Create ``folder`` if needed and check that a file can be written in it.
+
+    Raises LandmarksError naming ``what`` (e.g. ``--plots``) and the folder when it cannot."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise LandmarksError(f"{what} {folder}: cannot write files there ({reason})") from exc
+    return folder
+
+
+def check_output_file(path: str | Path, what: str) -> Path:
+    """Check that ``path`` can be written (atomically, beside it) before the work that fills it."""
+    path = Path(path)
+    if path.is_dir():
+        raise LandmarksError(f"{what} {path}: is a folder, expected a file name")
+    check_output_folder(path.parent, what)
+    return path
+
+
+def check_plotting(folder: str | Path) -> Path:
+    """Check that plots can be drawn (matplotlib imports) and written to ``folder``."""
+    try:
+        for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+            importlib.import_module(module)
+    except ImportError as exc:
+        raise LandmarksError(
+            f"--plots {folder}: drawing plots needs matplotlib, which cannot be imported ({exc}); "
+            "pip install 'laplace-landmarks[plots]', or leave out --plots"
+        ) from exc
+    return check_output_folder(folder, "--plots")
 
 
 def _norms(num_landmarks: int) -> tuple[str, ...]:
@@ -52,7 +93,9 @@ def _load_split(config, dataset: str, split: str, root: str | None, crop: str, c
             extension=config.data.extension,
             progress=False,
         )
-    except (FileNotFoundError, ValueError) as exc:
+    except LandmarksError:
+        raise
+    except (OSError, ValueError) as exc:  # missing or unreadable data, bad split
         raise LandmarksError(f"data: {exc}") from exc
     return data, cache
 
@@ -119,6 +162,8 @@ def evaluate_checkpoint(
     from laplace_landmarks.decoding import predict_crops
     from laplace_landmarks.training import default_cache_dir
 
+    if plots_dir is not None:
+        check_plotting(plots_dir)
     if threads:
         torch.set_num_threads(threads)
     path = resolve_checkpoint(checkpoint)
@@ -140,13 +185,16 @@ def evaluate_checkpoint(
     summary = summarize(pred, gt, pred_scale, cache.visibility, boxes, norms, threshold)
     crop_calib = calibration(mean, cache.points, scale, cache.visibility)
     per_face = nme_per_face(pred, gt, cache.visibility, norms[0], boxes)
-    plots = []
+    plots, plot_error = [], None
     if plots_dir is not None:
         visible = cache.visibility.numpy()[..., None]
         abs_error = np.where(visible, (mean - cache.points).abs().numpy(), np.nan)
         label = f"{dataset}/{split} ({crop})"
-        plots = write_plots(per_face, scale.numpy(), abs_error, plots_dir, label, threshold)
-    return {
+        try:
+            plots = write_plots(per_face, scale.numpy(), abs_error, plots_dir, label, threshold)
+        except (ImportError, OSError, ValueError, RuntimeError) as exc:  # keep the numbers
+            plot_error = f"--plots {plots_dir}: {type(exc).__name__}: {exc}"
+    result = {
         "checkpoint": str(path),
         "checkpoint_metadata": metadata,
         "recipe": config.recipe,
@@ -167,6 +215,9 @@ def evaluate_checkpoint(
         "with_skipped_as_failures": _with_skipped(summary, len(cache.skipped)),
         "plots": plots,
     }
+    if plot_error is not None:
+        result["plot_error"] = plot_error
+    return result
 
 
 def _pct(value: float | None) -> str:
@@ -210,9 +261,13 @@ def format_report(result: dict[str, Any]) -> str:
 
 
 def write_json_atomic(payload: Any, path: str | Path) -> Path:
-    """Write ``payload`` as indented JSON via a temporary file and a rename."""
-    return atomic_write_text(path, json.dumps(payload, indent=2))
-    return path
+    """Write ``payload`` as indented JSON via a temporary file and a rename.
+
+    Raises LandmarksError naming the path when it cannot be written."""
+    try:
+        return atomic_write_text(path, json.dumps(payload, indent=2))
+    except OSError as exc:
+        raise LandmarksError(f"{path}: cannot write the JSON ({exc.strerror or exc})") from exc
 
 
 def write_plots(

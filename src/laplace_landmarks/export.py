@@ -11,7 +11,9 @@ Laplace scale), so ONNX Runtime alone maps crops to landmarks:
 The batch axis ``N`` is dynamic. Export uses the dynamo exporter
 (``torch.onnx.export(..., dynamo=True)``); uint8 input exports cleanly (one ``Cast``) and is the
 default, because it is what :meth:`Landmarker.predict_batch` takes and it moves 4x fewer bytes.
-Every file is written atomically (temporary file in the same folder, then ``os.replace``).
+Every file is written atomically (temporary file in the same folder, then ``os.replace``). The
+on-the-fly cache behind ``backend="onnx"`` (:func:`cached_session`) keeps a sha256 beside each
+file and rebuilds, once, a file that fails it or does not load.
 
 Needs the optional packages: ``pip install laplace-landmarks[onnx]``.
 
@@ -30,7 +32,6 @@ import functools
 import hashlib
 import importlib
 import io
-import os
 import warnings
 from collections.abc import Iterator
 from importlib import resources
@@ -41,6 +42,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from laplace_landmarks.atomic import atomic_path, atomic_write_text
+from laplace_landmarks.cache_dirs import onnx_cache_dir
 from laplace_landmarks.decoding import decode_logits, output_stride, point_offset, scale_factor
 from laplace_landmarks.errors import LandmarksError
 
@@ -83,9 +86,9 @@ class CropsToLandmarks(nn.Module):
         return decode_logits(logits.float(), self.temperature, offset, stride, factor)
 
 
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _crop_size(model: nn.Module) -> int:
+    """The crop side ``model`` takes: ``model.config.input_size``, else 80."""
+    return int(getattr(getattr(model, "config", None), "input_size", 80))
 
 
 def export_onnx(
@@ -110,16 +113,16 @@ def export_onnx(
     """
     require_onnx("onnx", "onnxscript")
     path = Path(path)
-    size = crop_size or int(getattr(getattr(model, "config", None), "input_size", 80))
+    size = crop_size or _crop_size(model)
     was_training = model.training
     wrapper = CropsToLandmarks(model, input_dtype).eval()
     if input_dtype == "uint8":
         example = torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8)
     else:
         example = torch.rand(2, 3, size, size)
-    temporary = _atomic_target(path)
+    check_opset(opset)
     try:
-        with _quiet():
+        with atomic_path(path) as temporary, _quiet():
             program = torch.onnx.export(
                 wrapper,
                 (example,),
@@ -131,11 +134,19 @@ def export_onnx(
                 verbose=False,
             )
             program.save(str(temporary), external_data=False)
-        os.replace(temporary, path)
     finally:
-        temporary.unlink(missing_ok=True)
         model.train(was_training)
     return path
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an opset the exporter cannot write: the dynamo exporter needs >= 18, and the
+    installed onnx package knows opsets up to ``onnx.defs.onnx_opset_version()``."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if not 18 <= opset <= newest:
+        raise LandmarksError(f"opset: must be between 18 and {newest} (this onnx), got {opset}")
 
 
 @contextlib.contextmanager
@@ -166,6 +177,8 @@ class OnnxSession:
 
     ``predict(crops)`` takes uint8 ``(N, 3, S, S)`` crops and returns float32 points and scales
     ``(N, K, 2)`` as torch tensors, in crop pixels, (x, y), 0-based, pixel centres at integers.
+
+    Raises LandmarksError naming ``path`` when the file is missing or ONNX Runtime cannot load it.
     """
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
@@ -180,11 +193,31 @@ class OnnxSession:
         if threads is not None:
             options.intra_op_num_threads = int(threads)
         self.path = Path(path)
-        self.session = ort.InferenceSession(
-            str(self.path), options, providers=["CPUExecutionProvider"]
-        )
+        if not self.path.is_file():
+            raise LandmarksError(f"{self.path}: no such ONNX file")
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime's own InvalidProtobuf, Fail, ... (not exported)
+            reason = " ".join(str(exc).split())  # one line
+            raise LandmarksError(f"{self.path}: ONNX Runtime cannot load it ({reason})") from exc
         self.input_name = self.session.get_inputs()[0].name
         self.takes_uint8 = self.session.get_inputs()[0].type == "tensor(uint8)"
+
+    def check_interface(self, crop_size: int) -> OnnxSession:
+        """``self``, once sure the graph maps crops ``(N, 3, crop_size, crop_size)`` to two
+        outputs (points, scale); LandmarksError naming the file otherwise (another model's
+        file, or one for another crop size)."""
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shape = list(inputs[0].shape[1:]) if len(inputs) == 1 else None
+        if shape != [3, crop_size, crop_size] or len(outputs) != 2:
+            found = [tuple(i.shape) for i in inputs]
+            raise LandmarksError(
+                f"{self.path}: not a landmark model for {crop_size}-pixel crops "
+                f"(inputs {found}, {len(outputs)} outputs)"
+            )
+        return self
 
     def run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One ONNX Runtime call on uint8 ``(N, 3, S, S)`` crops: numpy points and scales."""
@@ -207,12 +240,8 @@ class OnnxSession:
 
 
 def cache_dir() -> Path:
-    """``$LAPLACE_LANDMARKS_CACHE/onnx``, else ``$XDG_CACHE_HOME`` or ``~/.cache`` + ``laplace-landmarks/onnx``."""
-    base = os.environ.get("LAPLACE_LANDMARKS_CACHE")
-    if base:
-        return Path(base) / "onnx"
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg) / "laplace-landmarks" / "onnx"
+    """Where ONNX exports are cached (see :func:`laplace_landmarks.cache_dirs.onnx_cache_dir`)."""
+    return onnx_cache_dir()
 
 
 def model_hash(model: nn.Module, input_dtype: str = "uint8", opset: int = DEFAULT_OPSET) -> str:
@@ -227,11 +256,71 @@ def model_hash(model: nn.Module, input_dtype: str = "uint8", opset: int = DEFAUL
 
 
 def cached_export(model: nn.Module, input_dtype: str = "uint8") -> Path:
-    """The ONNX file of ``model`` in :func:`cache_dir`, exported on first use (keyed by hash)."""
-    path = cache_dir() / f"{model_hash(model, input_dtype)[:24]}.onnx"
-    if not path.is_file():
-        export_onnx(model, path, input_dtype=input_dtype)
+    """The ONNX file of ``model`` in :func:`cache_dir`, exported on first use (keyed by hash).
+
+    A file that does not match the sha256 checksum written beside it at export (``.sha256``;
+    a truncated, corrupt or half-copied file, or one from before checksums) is exported again.
+    """
+    path = _cache_path(model, input_dtype)
+    if not _checksum_matches(path):
+        _export_to_cache(model, path, input_dtype)
     return path
+
+
+def cached_session(
+    model: nn.Module, threads: int | None = None, input_dtype: str = "uint8"
+) -> OnnxSession:
+    """An :class:`OnnxSession` on ``model``'s cached export (see :func:`cached_export`).
+
+    A cache file that is missing, fails its checksum, does not load or does not take the
+    model's crops is rebuilt once, atomically; LandmarksError naming the file when even the
+    rebuilt one fails.
+    """
+    path = _cache_path(model, input_dtype)
+    size = _crop_size(model)
+    if _checksum_matches(path):
+        try:
+            return OnnxSession(path, threads).check_interface(size)
+        except LandmarksError:
+            pass  # intact but unusable (e.g. written by another exporter): rebuild it
+    _export_to_cache(model, path, input_dtype)
+    try:
+        return OnnxSession(path, threads).check_interface(size)
+    except LandmarksError as exc:
+        raise LandmarksError(
+            f"{path}: rebuilt the ONNX cache file, still unusable ({exc})"
+        ) from exc
+
+
+def _cache_path(model: nn.Module, input_dtype: str) -> Path:
+    return cache_dir() / f"{model_hash(model, input_dtype)[:24]}.onnx"
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.sha256")
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _checksum_matches(path: Path) -> bool:
+    """Whether ``path`` and its ``.sha256`` both exist and agree."""
+    try:
+        expected = _checksum_path(path).read_text(encoding="utf-8").strip()
+        return _file_sha256(path) == expected
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _export_to_cache(model: nn.Module, path: Path, input_dtype: str) -> None:
+    """Export ``model`` to ``path`` and write its checksum, each file atomically."""
+    try:
+        export_onnx(model, path, input_dtype=input_dtype)
+        atomic_write_text(_checksum_path(path), _file_sha256(path) + "\n")
+    except OSError as exc:
+        raise LandmarksError(f"{path}: cannot write the ONNX cache file ({exc})") from exc
 
 
 def verify_onnx(
@@ -291,7 +380,13 @@ def _dataset_crops(root: Path, size: int) -> Iterator[np.ndarray]:
     from laplace_landmarks.data.images import load_image
 
     for split in ("train", "test"):
-        for sample in load_dataset("ytf68", split, root=root).samples:
+        try:
+            samples = load_dataset("ytf68", split, root=root).samples
+        except (FileNotFoundError, ValueError) as exc:
+            raise LandmarksError(
+                f"--verify-root {root}: not a ytf68-style folder ({exc})"
+            ) from None
+        for sample in samples:
             crop = crop_from_five_points(five_points_from_68(sample.points), size)
             yield warp_crop(load_image(sample.image_path), crop)
 
@@ -335,9 +430,8 @@ def quantize_onnx(
     if mode == "static" and (calibration is None or len(calibration) == 0):
         raise ValueError("calibration: static quantisation needs uint8 crops (N, 3, S, S)")
     out_path = Path(out_path)
-    temporary = _atomic_target(out_path)
-    prepared = temporary.with_suffix(".pre.onnx")
-    try:
+    with atomic_path(out_path) as temporary:
+        prepared = temporary.with_suffix(".pre.onnx")  # in atomic_path's private folder
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
         nodes = convs[:-1] if keep_head_fp32 else convs
@@ -370,8 +464,4 @@ def quantize_onnx(
                 weight_type=QuantType.QInt8,
                 nodes_to_quantize=nodes,
             )
-        os.replace(temporary, out_path)
-    finally:
-        for leftover in (temporary, prepared):
-            leftover.unlink(missing_ok=True)
     return out_path

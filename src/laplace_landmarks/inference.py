@@ -22,7 +22,8 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import reprlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,14 @@ from laplace_landmarks.errors import LandmarksError
 
 Box = tuple[float, float, float, float]
 ImageInput = str | Path | Image.Image | np.ndarray
+
+#: The shortest side, in image pixels, of a face box ``predict`` accepts: on a smaller face the
+#: 68 points would crowd within a pixel or two of each other, and neither they nor their scales
+#: would mean anything.
+MIN_BOX_SIZE = 8.0
+#: The longest side of a face box ``predict`` accepts, as a multiple of the image's longer side:
+#: a bigger box cannot frame a face of the image, which would shrink to a few crop pixels.
+MAX_BOX_RATIO = 10.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,7 +146,7 @@ class Landmarker:
         self.name = "custom"
         self._detector = detector
         self._mirror = _mirror_permutation(self.config.model.num_landmarks) if flip_test else None
-        self.backend, self._onnx = _onnx_backend(backend, model, onnx_path, threads)
+        self.backend, self._onnx = _onnx_backend(backend, model, onnx_path, threads, self.crop_size)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> Landmarker:
@@ -198,55 +207,73 @@ class Landmarker:
             image: a path, a PIL image or an (H, W, 3) / (H, W) uint8 array (any PIL mode:
                 grayscale, RGBA composited on black, 16-bit; see ``data.images``).
             boxes: face boxes (x0, y0, x1, y1) in image pixels (continuous edge coordinates);
-                None runs the detector. A box may reach outside the image (zero padding).
+                None runs the detector. A box may reach outside the image (zero padding), but
+                must overlap it, be at least :data:`MIN_BOX_SIZE` pixels on each side and at
+                most :data:`MAX_BOX_RATIO` times the image's longer side. Detections that miss
+                these bounds are skipped.
 
         Returns:
             One :class:`Face` per box (or detection, best score first), points and scales in
-            image pixels, (x, y), 0-based, pixel centres at integers.
+            image pixels, (x, y), 0-based, pixel centres at integers; every point finite and
+            every scale positive.
 
         Raises:
-            ImageError: ``image`` is a path that cannot be read. ValueError: a bad ``image``
-            array; LandmarksError naming ``boxes`` for a malformed, degenerate, non-finite box or
-            one that lies entirely outside the image.
+            ImageError (a LandmarksError): ``image`` cannot be read, is too large, or is not an
+            (H, W, 3) / (H, W) uint8 array, a PIL image or a path. LandmarksError naming the
+            box: ``boxes`` is malformed, or a box is non-finite, degenerate, too small, too large
+            or entirely outside the image (see :func:`check_boxes`), or the model's output on it
+            is not finite.
         """
         rgb = to_rgb_array(image, "image")
         if boxes is None:
-            detections = self.detector(rgb)
-            face_boxes = [d.box for d in detections]
-            scores: list[float | None] = [d.score for d in detections]
+            face_boxes, scores = self._detect(rgb)
         else:
             face_boxes = check_boxes(boxes, rgb.shape[1], rgb.shape[0])
             scores = [None] * len(face_boxes)
         if not face_boxes:
             return []
-        crops = [crop_from_detection(box, size=self.crop_size) for box in face_boxes]
+        anchors = [crop_from_detection(box, size=self.crop_size) for box in face_boxes]
         pil = Image.fromarray(rgb)  # once: every pass warps from it
         with self._threads():
+            crops = anchors
             points, scale = self._predict_in_image(
                 pil, crops, flip=self.flip_test and not self.refine
             )
             for i in range(self.refine):
                 last = self.flip_test and i == self.refine - 1
-                crops, points, scale = self._refine(pil, crops, points, scale, flip=last)
+                crops, points, scale = self._refine(pil, crops, anchors, points, scale, flip=last)
+        _check_predictions(points, scale, lambda i: f"box {list(face_boxes[i])}")
         return [
-            Face(points[i], scale[i], tuple(map(float, face_boxes[i])), scores[i], crops[i])
-            for i in range(len(crops))
+            Face(points[i], scale[i], face_boxes[i], scores[i], crops[i]) for i in range(len(crops))
         ]
+
+    def _detect(self, rgb: np.ndarray) -> tuple[list[Box], list[float | None]]:
+        """The detector's boxes that can frame a face (see :func:`box_problem`), best first,
+        and their scores."""
+        height, width = rgb.shape[:2]
+        found = [(_as_box(d.box), d.score) for d in self.detector(rgb)]
+        usable = [(box, score) for box, score in found if box_problem(box, width, height) is None]
+        return [box for box, _ in usable], [score for _, score in usable]
 
     def _refine(
         self,
         image: Image.Image,
         crops: list[Crop],
+        anchors: list[Crop],
         points: np.ndarray,
         scale: np.ndarray,
         flip: bool = False,
     ) -> tuple[list[Crop], np.ndarray, np.ndarray]:
-        """Second pass on the 5-point crops around the first estimates (one batch).
+        """Another pass on the 5-point crops around the last estimates (one batch).
 
-        A face whose estimate gives no usable crop keeps its crop and points, unless ``flip``
-        (the final, mirrored pass), which predicts every face again on its final crop.
+        A face whose estimate gives no usable crop (judged against its box's crop, its
+        ``anchor``; see ``_refined_crop``) keeps its crop and points, unless ``flip`` (the
+        final, mirrored pass), which predicts every face again on its final crop.
         """
-        refined = [_refined_crop(p, c, self.crop_size) for p, c in zip(points, crops, strict=True)]
+        refined = [
+            _refined_crop(p, c, a, self.crop_size)
+            for p, c, a in zip(points, crops, anchors, strict=True)
+        ]
         changed = [
             i
             for i, (new, old) in enumerate(zip(refined, crops, strict=True))
@@ -269,19 +296,16 @@ class Landmarker:
         Returns:
             ``(points, scale)``, each ``(N, K, 2)`` float64 in crop pixels, (x, y), 0-based,
             pixel centres at integers. Map back with ``Crop.to_image`` / ``Crop.to_image_scale``.
+
+        Raises:
+            LandmarksError naming ``crops``: not a uint8 ``(N, 3, S, S)`` array, or the model's
+            output on one of them is not finite.
         """
-        tensor = torch.as_tensor(np.asarray(crops) if not torch.is_tensor(crops) else crops)
-        size = self.crop_size
-        if (
-            tensor.dtype != torch.uint8
-            or tensor.ndim != 4
-            or tuple(tensor.shape[1:]) != (3, size, size)
-        ):
-            raise ValueError(
-                f"crops must be uint8 (N, 3, {size}, {size}), got {tuple(tensor.shape)} {tensor.dtype}"
-            )
+        tensor = _as_crops(crops, self.crop_size)
         with self._threads():
-            return self._predict_tensor(tensor)
+            points, scale = self._predict_tensor(tensor)
+        _check_predictions(points, scale, lambda i: f"crops[{i}]")
+        return points, scale
 
     @torch.inference_mode()
     def _predict_tensor(
@@ -317,8 +341,18 @@ class Landmarker:
     def _predict_in_image(
         self, image: Image.Image, crops: list[Crop], flip: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Warp every crop from the RGB ``image``, run one batch (averaged with the mirrored
-        crops when ``flip``), map the results to image pixels."""
+        """Warp the crops from the RGB ``image`` and predict them (averaged with the mirrored
+        crops when ``flip``) ``batch_size`` at a time; points and scales in image pixels."""
+        parts = [
+            self._predict_warped(image, crops[start : start + self.batch_size], flip)
+            for start in range(0, len(crops), self.batch_size)
+        ]
+        return np.concatenate([p for p, _ in parts]), np.concatenate([s for _, s in parts])
+
+    def _predict_warped(
+        self, image: Image.Image, crops: list[Crop], flip: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One batch of ``_predict_in_image``."""
         stacked = np.stack([warp_crop(image, crop) for crop in crops]).transpose(0, 3, 1, 2)
         points, scale = self._predict_tensor(
             torch.from_numpy(np.ascontiguousarray(stacked)), flip=flip
@@ -342,68 +376,139 @@ class Landmarker:
 def check_boxes(boxes: object, width: int, height: int) -> list[Box]:
     """Validate face boxes (x0, y0, x1, y1) against a ``width x height`` image.
 
-    Raises LandmarksError naming ``boxes`` for a wrong shape, NaN/inf, x1 <= x0 or y1 <= y0, or a
-    box that does not overlap the image's extent ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``.
+    Raises LandmarksError naming ``boxes`` for anything but numbers of shape (N, 4), and naming
+    the box and its values for a box that :func:`box_problem` refuses.
     """
-    try:
-        array = np.asarray(boxes, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise LandmarksError(
-            f"boxes: expected a list of (x0, y0, x1, y1), got {boxes!r:.80}"
-        ) from exc
-    if array.size == 0:
-        return []
-    if array.ndim != 2 or array.shape[1] != 4:
-        raise LandmarksError(f"boxes: expected shape (N, 4) as (x0, y0, x1, y1), got {array.shape}")
     result = []
-    for i, (x0, y0, x1, y1) in enumerate(array):
-        where = f"boxes[{i}] = {[x0, y0, x1, y1]}"
-        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-            raise LandmarksError(f"{where}: contains NaN or inf")
-        if x1 <= x0 or y1 <= y0:
-            raise LandmarksError(f"{where}: needs x1 > x0 and y1 > y0")
-        if x1 <= -0.5 or y1 <= -0.5 or x0 >= width - 0.5 or y0 >= height - 0.5:
-            raise LandmarksError(f"{where}: lies entirely outside the {width}x{height} image")
-        result.append((float(x0), float(y0), float(x1), float(y1)))
+    for i, row in enumerate(_box_array(boxes)):
+        box = _as_box(row)
+        problem = box_problem(box, width, height)
+        if problem is not None:
+            raise LandmarksError(f"boxes[{i}] = {list(box)}: {problem}")
+        result.append(box)
     return result
 
 
-def _refined_crop(points: np.ndarray, first: Crop, size: int) -> Crop:
-    """The paper's 5-point crop around a first estimate (68 points in image pixels).
+def box_problem(box: Box, width: int, height: int) -> str | None:
+    """Why ``box`` cannot frame a face of a ``width x height`` image, or None when it can.
 
-    Keeps the first crop when the estimate is not usable: not 68 points, degenerate (all five
-    points equal), or implausible (the refined crop is more than 2x larger or smaller than the
-    first one, or its centre lies outside the first crop), which only a failed first pass gives.
+    Refused: NaN or inf, x1 <= x0 or y1 <= y0, no overlap with the image's extent
+    ``[-0.5, W - 0.5] x [-0.5, H - 0.5]``, a side under :data:`MIN_BOX_SIZE` pixels, or a side
+    over :data:`MAX_BOX_RATIO` times the image's longer side.
+    """
+    x0, y0, x1, y1 = box
+    if not all(math.isfinite(v) for v in box):
+        return "contains NaN or inf"
+    box_width, box_height = x1 - x0, y1 - y0
+    if box_width <= 0 or box_height <= 0:
+        return "needs x1 > x0 and y1 > y0"
+    if x1 <= -0.5 or y1 <= -0.5 or x0 >= width - 0.5 or y0 >= height - 0.5:
+        return f"lies entirely outside the {width}x{height} image"
+    size = f"is {box_width:.6g}x{box_height:.6g} pixels"
+    if min(box_width, box_height) < MIN_BOX_SIZE:
+        return (
+            f"{size}; a face box needs sides of at least {MIN_BOX_SIZE:g} pixels: on a smaller "
+            "face the 68 points fall within a pixel or two of each other and mean nothing"
+        )
+    if max(box_width, box_height) > MAX_BOX_RATIO * max(width, height):
+        return (
+            f"{size}, over {MAX_BOX_RATIO:g}x the longer side of the {width}x{height} image: "
+            "it cannot frame a face of this image"
+        )
+    return None
+
+
+def _box_array(boxes: object) -> np.ndarray:
+    """``boxes`` as an (N, 4) float64 array (N may be 0); LandmarksError naming it otherwise."""
+    expected = f"boxes: expected (N, 4) numbers (x0, y0, x1, y1), got {reprlib.repr(boxes)}"
+    try:
+        array = np.asarray(boxes)
+    except Exception as exc:  # ragged lists, tensors that need grad, ...
+        raise LandmarksError(expected) from exc
+    if array.ndim > 0 and len(array) == 0:  # no boxes (but [[]] is one empty box: an error)
+        return np.zeros((0, 4))
+    if array.dtype.kind not in "iuf" or array.ndim != 2 or array.shape[1] != 4:
+        raise LandmarksError(f"{expected} (shape {array.shape}, dtype {array.dtype})")
+    return array.astype(np.float64)
+
+
+def _as_box(values: Iterable[float]) -> Box:
+    """Four numbers as a box of Python floats."""
+    x0, y0, x1, y1 = (float(v) for v in values)
+    return x0, y0, x1, y1
+
+
+def _as_crops(crops: object, size: int) -> torch.Tensor:
+    """``crops`` as a uint8 ``(N, 3, size, size)`` tensor; LandmarksError naming it otherwise."""
+    expected = f"crops: expected uint8 (N, 3, {size}, {size})"
+    try:
+        tensor = crops if torch.is_tensor(crops) else torch.from_numpy(np.asarray(crops, order="C"))
+    except Exception as exc:  # strings, ragged lists, objects
+        raise LandmarksError(f"{expected}, got {type(crops).__name__}") from exc
+    if tensor.dtype != torch.uint8 or tuple(tensor.shape[1:]) != (3, size, size):
+        raise LandmarksError(f"{expected}, got {tuple(tensor.shape)} {tensor.dtype}")
+    return tensor
+
+
+def _check_predictions(points: np.ndarray, scale: np.ndarray, name: Callable[[int], str]) -> None:
+    """LandmarksError naming face ``name(i)`` when its points or scales are not finite or a scale
+    is not positive: never hand out meaningless (or infinitely sure) landmarks."""
+    bad = ~(np.isfinite(points).all(axis=(1, 2)) & np.isfinite(scale).all(axis=(1, 2)))
+    bad |= ~(scale > 0).all(axis=(1, 2))
+    if bad.any():
+        raise LandmarksError(
+            f"{name(int(np.argmax(bad)))}: the model gave non-finite points or a zero scale"
+        )
+
+
+def _refined_crop(points: np.ndarray, current: Crop, anchor: Crop, size: int) -> Crop:
+    """The paper's 5-point crop around an estimate (68 points in image pixels).
+
+    Keeps the ``current`` crop when the estimate is not usable: not 68 finite points, degenerate
+    (all five points equal), or implausible, which only a failed pass gives: the refined crop is
+    more than 2x larger or smaller than the ``anchor`` (the crop of the face's box), or its
+    centre lies outside the anchor. Judging every pass against the anchor, not the last crop,
+    stops repeated passes (``refine=n``) from shrinking a face to nothing.
     """
     if points.shape[0] != 68:
-        return first
+        return current
     try:
         refined = crop_from_five_points(five_points_from_68(points), size=size)
-    except ValueError:
-        return first
-    ratio = refined.scale / first.scale
-    x0, y0, x1, y1 = first.box
+    except ValueError:  # NaN or inf points, or five equal points
+        return current
+    ratio = refined.scale / anchor.scale
+    x0, y0, x1, y1 = anchor.box
     cx, cy = refined.to_image([[(size - 1) / 2, (size - 1) / 2]])[0]
     if not (0.5 <= ratio <= 2.0 and x0 <= cx <= x1 and y0 <= cy <= y1):
-        return first
+        return current
     return refined
 
 
 # --- ONNX backend (see laplace_landmarks.export) -------------------------------------------------
 def _onnx_backend(
-    backend: str, model: torch.nn.Module, path: str | Path | None, threads: int | None
+    backend: str,
+    model: torch.nn.Module,
+    path: str | Path | None,
+    threads: int | None,
+    crop_size: int,
 ) -> tuple[str, Any]:
-    """``(backend, OnnxSession or None)``; exports ``model`` to the cache when ``path`` is None."""
+    """``(backend, OnnxSession or None)``; exports ``model`` to the cache when ``path`` is None.
+
+    Raises LandmarksError naming the ONNX file when it cannot be loaded or does not take
+    ``crop_size`` crops (a cache file is rebuilt once first, see ``export.cached_session``).
+    """
     if backend not in ("torch", "onnx"):
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
     if backend == "torch":
         return backend, None
-    from laplace_landmarks.export import OnnxSession, cached_export, require_onnx
+    from laplace_landmarks.export import OnnxSession, cached_session, require_onnx
 
     if path is None:
         require_onnx()  # exporting needs onnx and onnxscript too
-        path = cached_export(model)
-    return backend, OnnxSession(path, threads)
+        session = cached_session(model, threads)
+    else:
+        session = OnnxSession(path, threads)
+    return backend, session.check_interface(crop_size)
 
 
 def _mirror_permutation(num_landmarks: int) -> np.ndarray:

@@ -117,6 +117,19 @@ def _face_recognition_models_file() -> Path | None:
     return found if found.is_file() else None
 
 
+def load_dlib_predictor(path: str | Path | None = None) -> Any:
+    """dlib's ``shape_predictor`` from ``path`` (see :func:`find_dlib_predictor`); a file dlib
+    cannot read is a one-line LandmarksError naming it."""
+    import dlib
+
+    found = find_dlib_predictor(path)
+    try:
+        return dlib.shape_predictor(str(found))
+    except RuntimeError as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LandmarksError(f"dlib: {found} is not a dlib shape predictor ({message})") from None
+
+
 def dlib_points(predictor: Any, rgb: np.ndarray, box: Box) -> np.ndarray:
     """dlib's (68, 2) points for one box; the box is rounded to dlib's inclusive pixel rectangle
     (a HOG detection's own rectangle comes back unchanged)."""
@@ -302,11 +315,7 @@ def run_landmarker_protocol(
     predictor_path = find_dlib_predictor(dlib_predictor) if dlib else None
     samples = load_labelled_faces(data, split, root, limit)
     landmarker = load_landmarker(checkpoint, flip_test, threads, refine)
-    predictor = None
-    if predictor_path is not None:
-        import dlib as dlib_module
-
-        predictor = dlib_module.shape_predictor(str(predictor_path))
+    predictor = None if predictor_path is None else load_dlib_predictor(predictor_path)
     faces = path_faces(samples, landmarker.detector, progress)
     result = evaluate_path(landmarker, faces, predictor, threshold, progress)
     settings = {

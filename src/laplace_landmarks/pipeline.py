@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from laplace_landmarks.atomic import atomic_write_text
+from laplace_landmarks.atomic import atomic_write_text, make_folder
 from laplace_landmarks.config import RunConfig, load_recipe, resolve_raw
 from laplace_landmarks.errors import LandmarksError
 
@@ -313,7 +313,7 @@ def _finished(stage_dir: Path, config: RunConfig) -> bool:
 
 def _stage_record(stage: Stage, stage_dir: Path, config: RunConfig) -> dict[str, Any]:
     if _rank() == 0:
-        stage_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(stage_dir)
         _write_json(stage_dir / "config.json", config.to_dict())  # the command below reads it
     return {
         "name": stage.name,
@@ -328,7 +328,7 @@ def _stage_record(stage: Stage, stage_dir: Path, config: RunConfig) -> dict[str,
 def _write_pipeline(out_dir: Path, pipeline: Pipeline, result: PipelineResult) -> None:
     if _rank() != 0:
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     payload: dict[str, Any] = {
         "recipe": pipeline.name,
         "calibrate": pipeline.calibrate,

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from laplace_landmarks.atomic import make_folder
 from laplace_landmarks.data.datasets import held_out_identities, load_dataset
 from laplace_landmarks.data.formats import write_pts
 from laplace_landmarks.data.images import load_image
@@ -59,7 +60,11 @@ def pseudo_label_folder(
     input folder, an output folder that already holds labels, or no labelled face at all.
     """
     from laplace_landmarks.detection import DlibHogDetector
-    from laplace_landmarks.path_evaluation import dlib_points, find_dlib_predictor
+    from laplace_landmarks.path_evaluation import (
+        dlib_points,
+        find_dlib_predictor,
+        load_dlib_predictor,
+    )
 
     images, out = Path(images), Path(out)
     if not images.is_dir():
@@ -72,10 +77,8 @@ def pseudo_label_folder(
     files = [face.image_path for face in faces]
     if not files:
         raise LandmarksError(f"pseudo-label: no images under {images}")
-    import dlib
-
     model_path = find_dlib_predictor(predictor)
-    shape_predictor = dlib.shape_predictor(str(model_path))
+    shape_predictor = load_dlib_predictor(model_path)
     detector = DlibHogDetector(upsample=1)
     groups = sorted({face.identity for face in faces})  # sub-folders: one person each
     held_out = held_out_identities(groups, seed, val_fraction) if len(groups) > 1 else set()
@@ -95,7 +98,7 @@ def pseudo_label_folder(
         relative = path.relative_to(images)
         split = "val" if faces[index].identity in held_out else "train"
         target = out / split / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(target.parent)
         shutil.copyfile(path, target)
         write_pts(target.with_suffix(".pts"), points)
         counts[split] += 1

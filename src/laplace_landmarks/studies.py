@@ -20,7 +20,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from laplace_landmarks.atomic import make_folder
 from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.outputs import printable
 from laplace_landmarks.sharding import take_shard
 
 # width name -> the shipped ytf68-trained model the run fine-tunes (its network sets the width)
@@ -216,7 +218,7 @@ def summarize(
         "machine": cpu_name(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "summary.md").write_text(summary_markdown(summary))
+    (out / "summary.md").write_text(printable(summary_markdown(summary)), encoding="utf-8")
     return summary
 
 
@@ -287,7 +289,7 @@ def unlabeled_study(
     out = Path(out)
     widths, ns, seeds = list(widths), list(ns), list(seeds)
     runs = study_runs(widths, ns, seeds, shard)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     if not report_only:
         train_study(runs, out, epochs, overrides, progress)
     return summarize(out, widths, ns, seeds, epochs, command, overrides)

@@ -5,6 +5,10 @@ unlabelled batches) is seeded from (seed, epoch, rank), so a run resumed from th
 of epoch e repeats epoch e+1 exactly as an uninterrupted run would. Multi-process training is
 PyTorch DDP under ``torchrun`` (gloo on CPU); each rank takes every world-th face of the epoch's
 order, so the summed gradient equals the single-process one with the same global batch.
+
+A diverging run (a loss, gradient or weight that is NaN or infinite, e.g. from a far too high
+learning rate) stops with a LandmarksError naming the epoch and step before the bad update is
+applied or saved, so ``last.pt``, ``best.pt`` and ``best.safetensors`` keep the last good epoch.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +30,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from laplace_landmarks.atomic import atomic_path, atomic_torch_save
+from laplace_landmarks.atomic import atomic_path, atomic_torch_save, make_folder
+from laplace_landmarks.cache_dirs import crop_cache_dir
 from laplace_landmarks.checkpoints import (
     CHECKPOINT_VERSION,
     build_generator,
@@ -60,6 +66,16 @@ from laplace_landmarks.models import create_model, normalize_input
 KILL_ENV = "LAPLACE_LANDMARKS_TEST_KILL_AT_STEP"  # tests: SIGKILL the run at this global step
 
 
+class _Diverged(Exception):
+    """A non-finite loss, gradient or weight; `Trainer` turns it into a LandmarksError.
+
+    ``step`` says where in the epoch ("3 of 10"); empty after the last step (validation)."""
+
+    def __init__(self, reason: str, step: str = "") -> None:
+        super().__init__(reason)
+        self.step = step
+
+
 @dataclass
 class TrainData:
     train: CropCache
@@ -68,8 +84,8 @@ class TrainData:
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get("LAPLACE_LANDMARKS_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "laplace-landmarks"
+    """Where crop caches go (see :func:`laplace_landmarks.cache_dirs.crop_cache_dir`)."""
+    return crop_cache_dir()
 
 
 def prepare_data(config: RunConfig, cache_dir: Path, progress: bool = True) -> TrainData:
@@ -235,7 +251,8 @@ class Trainer:
         if config.train.threads:
             torch.set_num_threads(config.train.threads)
         self.cache_dir = Path(cache_dir or config.data.cache_dir or default_cache_dir())
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        make_folder(self.out_dir)
+        self.writer = _tensorboard(self.out_dir) if tensorboard and self.rank == 0 else None
         if data is not None:
             self.data = data
             if config.adversarial.enabled and data.unlabeled is None:
@@ -245,7 +262,7 @@ class Trainer:
                 self.data = prepare_data(config, self.cache_dir, progress and self.rank == 0)
             except LandmarksError:
                 raise
-            except (FileNotFoundError, ValueError) as exc:  # missing data, bad split: user errors
+            except (OSError, ValueError) as exc:  # missing or unreadable data, bad split
                 raise LandmarksError(f"data: {exc}") from exc
         _check_batch(len(self.data.train), config.train.batch_size, self.world)
         torch.manual_seed(config.train.seed)
@@ -279,7 +296,6 @@ class Trainer:
             print(f"resume: no checkpoint in {self.out_dir}; starting fresh", file=sys.stderr)
         self.g_step = self._wrap(self.model)
         self.d_step = self._wrap(self.disc) if self.disc is not None else None
-        self.writer = _tensorboard(self.out_dir) if tensorboard and self.rank == 0 else None
         if self.rank == 0:
             (self.out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
 
@@ -308,8 +324,11 @@ class Trainer:
         """
         started, self.stopped_early = time.monotonic(), False
         for epoch in range(self.start_epoch + 1, self.config.train.epochs + 1):
-            row = self._epoch(epoch)
-            row["val_nme"], row["val_mean_scale"] = validation_nme(self.model, self.data.val)
+            try:
+                row = self._epoch(epoch)
+                row["val_nme"], row["val_mean_scale"] = self._validate()
+            except _Diverged as exc:
+                raise self._diverged_error(epoch, exc) from None
             self.history.append(row)
             if self.rank == 0:
                 self._save(epoch, row)
@@ -327,6 +346,64 @@ class Trainer:
                 break
         _barrier(self.world)
         return self.history
+
+    def _validate(self) -> tuple[float, float]:
+        """Validation NME and mean scale; raises _Diverged for non-finite weights or NME."""
+        weights = [p.detach() for p in self.model.parameters()]
+        self._stop_if("a weight became NaN or infinite" if not _all_finite(weights) else None)
+        nme, scale = validation_nme(self.model, self.data.val)
+        self._stop_if(None if math.isfinite(nme) else f"the validation NME became {nme}")
+        return nme, scale
+
+    def _stop_if(self, reason: str | None) -> None:
+        """Raise _Diverged on every process when any process gives a reason (DDP stays in step)."""
+        if self.world > 1:
+            flag = torch.tensor([0.0 if reason is None else 1.0])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if flag.item() and reason is None:
+                reason = "another process's loss or gradient became NaN or infinite"
+        if reason is not None:
+            raise _Diverged(reason)
+
+    def _checked_loss(self, compute: Callable[[], Tensor], name: str) -> Tensor:
+        """``compute()``, or _Diverged when it fails on the network's output or is not finite.
+
+        The targets are checked when the data loads, so a loss that cannot be computed (e.g. a
+        heatmap collapsed to zero spread) means the network's output went bad."""
+        try:
+            loss = compute()
+        except ValueError as exc:
+            reason = f"the {name} could not be computed ({exc})"
+        else:
+            value = loss.item()
+            reason = None if math.isfinite(value) else f"the {name} became {value}"
+        self._stop_if(reason)
+        return loss
+
+    def _update(self, optimizer: torch.optim.Optimizer, loss: Tensor, name: str) -> None:
+        """Backward and step, unless a gradient is not finite (then _Diverged, weights kept)."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]]
+        finite = _all_finite([g for g in grads if g is not None])
+        self._stop_if(None if finite else f"a gradient of the {name} became NaN or infinite")
+        optimizer.step()
+
+    def _diverged_error(self, epoch: int, exc: _Diverged) -> LandmarksError:
+        """The message for a diverged run: where, why, what was kept and what to try."""
+        where = f"epoch {epoch}, " + (f"step {exc.step}" if exc.step else "after its last step")
+        lr = self.config.train.lr
+        if self.start_epoch or self.history:
+            kept = f"{self.out_dir / 'last.pt'} (epoch {epoch - 1}) is kept"
+            best = self.out_dir / "best.safetensors"
+            kept += f", and {best}" if best.exists() else ""
+            retry = f"--resume --lr {lr / 10:g} continues from it"
+        else:
+            kept, retry = "no checkpoint was written", f"try --lr {lr / 10:g}"
+        return LandmarksError(
+            f"train: the run diverged at {where}: {exc}. Lower the learning rate (--lr "
+            f"{lr:g} now; {retry}). {kept[0].upper()}{kept[1:]}."
+        )
 
     def _set_lr(self, epoch: int) -> float:
         t = self.config.train
@@ -379,7 +456,12 @@ class Trainer:
             adversarial = self.disc is not None and step % self.config.adversarial.every == 0
             images, points, vis = (t.to(self.device) for t in (images, points, vis))
             inputs = normalize_input(images).contiguous(memory_format=self.memory_format)
-            stats = self._step(inputs, points, vis, unl_rng, adversarial)
+            try:
+                stats = self._step(inputs, points, vis, unl_rng, adversarial)
+            except _Diverged as exc:
+                if bar is not None:
+                    bar.close()
+                raise _Diverged(str(exc), step=f"{step + 1} of {len(batches)}") from None
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0.0) + value
                 counts[key] = counts.get(key, 0) + 1
@@ -412,10 +494,10 @@ class Trainer:
     ) -> dict:
         cfg = self.config
         if not adversarial:
-            loss = supervised_loss(self.g_step(images), points, vis, cfg, self.stride)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            loss = self._checked_loss(
+                lambda: supervised_loss(self.g_step(images), points, vis, cfg, self.stride), "loss"
+            )
+            self._update(self.optimizer, loss, "loss")
             return {"train_loss": loss.item(), "train_sup_loss": loss.item()}
         return self._adversarial_step(images, points, vis, unl_rng)
 
@@ -441,22 +523,22 @@ class Trainer:
         )
         d_logits = self.d_step(d_in)
         real_logits, fake_logits = d_logits[: len(images)], d_logits[len(images) :]
-        d_loss = discriminator_loss(real_logits, fake_logits)
-        self.d_optimizer.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.d_optimizer.step()
+        d_loss = self._checked_loss(
+            lambda: discriminator_loss(real_logits, fake_logits), "discriminator loss"
+        )
+        self._update(self.d_optimizer, d_loss, "discriminator loss")
         d_acc = 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())
         # G step: supervised loss + λ · non-saturating adversarial loss on unlabelled faces
         logits = self.g_step(torch.cat([images, unl]))
-        sup = supervised_loss(logits[: len(images)], points, vis, cfg, self.stride)
+        sup = self._checked_loss(
+            lambda: supervised_loss(logits[: len(images)], points, vis, cfg, self.stride), "loss"
+        )
         fake = discriminator_input(
             unl, spatial_softmax(logits[len(images) :], cfg.loss.temperature)
         )
         adv = generator_adversarial_loss(self.disc(fake))
-        loss = sup + a.weight * adv
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        loss = self._checked_loss(lambda: sup + a.weight * adv, "generator loss")
+        self._update(self.optimizer, loss, "generator loss")
         return {
             "train_loss": loss.item(),
             "train_sup_loss": sup.item(),
@@ -499,6 +581,13 @@ class Trainer:
             + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "epoch"),
             file=sys.stderr,
         )
+
+
+def _all_finite(tensors: list[Tensor]) -> bool:
+    """True when every element of every tensor is finite (one synchronisation)."""
+    if not tensors:
+        return True
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -574,7 +663,7 @@ def _tensorboard(out_dir: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as exc:
-        raise ValueError(
+        raise LandmarksError(
             "tensorboard: install the `tensorboard` package to use --tensorboard"
         ) from exc
     return SummaryWriter(str(out_dir / "tensorboard"))

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from laplace_landmarks.atomic import atomic_path
+from laplace_landmarks.data.images import MAX_PIXELS, check_pixels
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.smoothing import DEFAULT_OFFLINE_PROCESS_NOISE, rts_smooth
 from laplace_landmarks.tracking import FaceTracker, TrackedFace, box_for_points, face_size
@@ -114,31 +115,68 @@ def video_fps(path: str | Path) -> float:
     """The video's average frame rate (25.0 when the file does not say)."""
     container = _open(path)
     try:
-        rate = container.streams.video[0].average_rate
-        return float(rate) if rate else 25.0
+        return _frame_rate(container.streams.video[0])
     finally:
         container.close()
 
 
-def read_frames(path: str | Path) -> Iterator[VideoFrame]:
+def _frame_rate(stream: Any) -> float:
+    """The stream's average frame rate; 25.0 when the file does not say (or says nonsense)."""
+    rate = float(stream.average_rate or 0)
+    return rate if np.isfinite(rate) and rate > 0 else 25.0
+
+
+def _limited_video_stream(container: Any, max_pixels: int, path: str | Path) -> Any:
+    """The first video stream, its header's frame size checked against ``max_pixels`` (a size
+    the header leaves at 0 is checked on the first frame).
+
+    Its decoder is told to refuse pictures over :func:`_decoder_pixel_limit`, so a frame whose
+    size the header hides or changes mid-stream is never allocated far beyond the limit."""
+    stream = container.streams.video[0]
+    context = stream.codec_context
+    if context is None:  # FFmpeg has no decoder for the stream's codec
+        raise LandmarksError(f"{path}: no decoder for its video stream (unknown codec)")
+    if context.width > 0 and context.height > 0:
+        check_pixels((context.width, context.height), max_pixels, path, "video frame")
+    context.options = {**context.options, "max_pixels": str(_decoder_pixel_limit(max_pixels))}
+    return stream
+
+
+def _decoder_pixel_limit(max_pixels: int) -> int:
+    """FFmpeg's ``max_pixels`` for a ``max_pixels`` frame limit: FFmpeg counts codec-aligned
+    sizes (a 96x72 H.264 frame is checked as 128x80), so it gets twice the limit plus a
+    megapixel of slack; the exact limit is checked on every decoded frame."""
+    return 2 * max_pixels + 2**20
+
+
+def read_frames(path: str | Path, max_pixels: int = MAX_PIXELS) -> Iterator[VideoFrame]:
     """Decode the first video stream frame by frame as RGB uint8 arrays.
 
-    Raises LandmarksError for a missing, unreadable or corrupt file (naming the frame where
-    decoding failed, if it got that far), or when PyAV is not installed.
+    Frames may hold at most ``max_pixels`` pixels (the limit images have, ``data.images``):
+    the stream header's size is checked before anything is decoded, the decoder refuses to
+    allocate a bigger picture, and every decoded frame is checked again.
+
+    Raises LandmarksError naming the file for a missing, unreadable, corrupt or too large
+    video (naming the frame where decoding failed, if it got that far), or when PyAV is not
+    installed.
     """
     av = _import_av()
     container = _open(path)
-    stream = container.streams.video[0]
-    rate = float(stream.average_rate) if stream.average_rate else 25.0
     index = 0
     try:
+        stream = _limited_video_stream(container, max_pixels, path)
+        rate = _frame_rate(stream)
         for frame in container.decode(stream):
+            check_pixels((frame.width, frame.height), max_pixels, path, "video frame")
             time = float(frame.time) if frame.time is not None else index / rate
             yield VideoFrame(index, time, frame.to_ndarray(format="rgb24"))
             index += 1
-    except (av.FFmpegError, OSError, ValueError) as exc:
+    except LandmarksError:
+        raise
+    except (av.FFmpegError, OSError, ValueError, ArithmeticError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())  # one line
         raise LandmarksError(
-            f"{path}: corrupt video, decoding failed at frame {index} ({exc})"
+            f"{path}: corrupt video, decoding failed at frame {index} ({reason})"
         ) from exc
     finally:
         container.close()
@@ -265,6 +303,7 @@ def predict_video(
     tracker: FaceTracker | None = None,
     on_frame: Callable[[VideoFrame, FrameResult], None] | None = None,
     offline_process_noise: float | None = None,
+    max_pixels: int = MAX_PIXELS,
     **tracker_options: Any,
 ) -> list[FrameResult]:
     """Landmarks of every frame of a video, tracked from frame to frame (see the module doc).
@@ -284,9 +323,14 @@ def predict_video(
             with "offline", whose points are only known once the whole video is tracked.
         offline_process_noise: the RTS smoother's process noise (default
             ``smoothing.DEFAULT_OFFLINE_PROCESS_NOISE``); its motion model is the tracker's.
+        max_pixels: the most pixels a frame of a video file may have (see :func:`read_frames`).
 
     Returns:
         One :class:`FrameResult` per frame, in order.
+
+    Raises:
+        LandmarksError naming the file for a video that cannot be read (see
+        :func:`read_frames`), or naming the frame's image for a bad in-memory frame.
     """
     kind = smoothing_kind(smooth)
     if kind == "offline" and on_frame is not None:
@@ -296,7 +340,7 @@ def predict_video(
         )
     tracker = tracker or FaceTracker(landmarker, smooth=kind != "none", **tracker_options)
     results = []
-    for frame, result in track_frames(tracker, _frames(video, fps)):
+    for frame, result in track_frames(tracker, _frames(video, fps, max_pixels)):
         results.append(result)
         if on_frame is not None:
             on_frame(frame, result)
@@ -315,9 +359,11 @@ def track_frames(
         yield frame, FrameResult(frame.index, frame.time, faces, tracker.detector_calls > calls)
 
 
-def _frames(video: str | Path | Iterable[np.ndarray], fps: float | None) -> Iterator[VideoFrame]:
+def _frames(
+    video: str | Path | Iterable[np.ndarray], fps: float | None, max_pixels: int = MAX_PIXELS
+) -> Iterator[VideoFrame]:
     if isinstance(video, str | Path):
-        yield from read_frames(video)
+        yield from read_frames(video, max_pixels)
         return
     rate = fps or 25.0
     for index, image in enumerate(video):

@@ -53,7 +53,7 @@ def parse_widths(values: list[str]) -> list[float]:
     for value in values:
         try:
             width = float(Fraction(value))
-        except (ValueError, ZeroDivisionError) as exc:
+        except (ValueError, ZeroDivisionError, OverflowError) as exc:
             raise LandmarksError(f"--widths: {value!r} is not a number like 1/8 or 0.25") from exc
         if width <= 0:
             raise LandmarksError(f"--widths: {value!r} must be > 0")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from laplace_landmarks.commands.arguments import thread_count
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``calibrate`` command."""
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="do not fit the scale factor (keep the one in the file, 1 if it has none)",
     )
     p.add_argument("--json", help="also write the numbers here")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    p.add_argument("--threads", type=thread_count, default=1, help="torch CPU threads")
     p.set_defaults(func=run_calibrate)
 
 

@@ -1,6 +1,9 @@
 """``laplace-landmarks data check``: counts, crop coverage, skipped files and a contact sheet.
 
-Coordinates are (x, y), 0-based, with pixel centres at integers.
+Faces the loader accepts but no crop can use (every point in one place, coordinates far beyond
+any image, a face box of zero size) are listed as problems, one line per face naming its image,
+and left out of the coverage; the check still finishes. Coordinates are (x, y), 0-based, with
+pixel centres at integers.
 """
 
 from __future__ import annotations
@@ -11,14 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from laplace_landmarks.data.crops import (
-    DEFAULT_EXTENSION,
-    Crop,
-    crop_from_box,
-    crop_from_five_points,
-    five_points_from_68,
-    warp_crop,
-)
+from laplace_landmarks.atomic import make_folder
+from laplace_landmarks.data.checks import check_crop_fits, face_problem, labelled_crop
+from laplace_landmarks.data.crops import DEFAULT_EXTENSION, warp_crop
 from laplace_landmarks.data.types import LandmarkDataset, Sample
 from laplace_landmarks.errors import LandmarksError
 
@@ -32,7 +30,7 @@ DEFAULT_SPLITS = {
     "unlabeled": "all",
     "folder": "all",
 }
-MAX_SKIPPED_SHOWN = 20
+MAX_SKIPPED_SHOWN = 20  # also the most problem faces listed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -79,21 +77,40 @@ def open_dataset(name_or_path: str, split: str | None, root: str | None) -> Land
         name, root = "folder", name_or_path
     try:
         return load_dataset(name, split or DEFAULT_SPLITS[name], root=root)
-    except (FileNotFoundError, ValueError) as exc:
+    except LandmarksError:
+        raise
+    except (OSError, ValueError) as exc:
         raise LandmarksError(str(exc)) from exc
 
 
-def labelled_crop(sample: Sample, extension: float) -> Crop:
-    """The paper's 5-point crop for 68 points, else the visible points' box scaled like it."""
-    if sample.points.shape[0] == 68:
-        return crop_from_five_points(five_points_from_68(sample.points), extension=extension)
-    points = sample.points if sample.visibility is None else sample.points[sample.visibility]
-    box = sample.box or (*points.min(axis=0), *points.max(axis=0))
-    return crop_from_box(box, scale=1.0 + extension / 4)
+def check_options(args: argparse.Namespace) -> None:
+    """Refuse option values the check cannot use, before any work."""
+    if not (math.isfinite(args.extension) and args.extension > -1):
+        raise LandmarksError(f"--extension must be a finite number > -1, got {args.extension}")
+    if args.num < 1:
+        raise LandmarksError(f"--num must be >= 1, got {args.num}")
+    if args.seed < 0:
+        raise LandmarksError(f"--seed must be >= 0, got {args.seed}")
+
+
+def split_problems(
+    samples: list[Sample], extension: float
+) -> tuple[list[Sample], list[tuple[str, str]]]:
+    """The faces a crop can use, and (image path, reason) for each face that has a problem."""
+    usable, problems = [], []
+    for sample in samples:
+        reason = face_problem(sample, extension)
+        if reason is None:
+            usable.append(sample)
+        else:
+            problems.append((str(sample.image_path), reason))
+    return usable, problems
 
 
 def coverage(samples: list[Sample], extension: float) -> tuple[float, float]:
-    """Share of visible points inside their crop, and share of faces entirely inside."""
+    """Share of visible points inside their crop, and share of faces entirely inside.
+
+    Every sample must be usable (see `split_problems`)."""
     inside_points = total_points = whole_faces = 0
     for sample in samples:
         crop = labelled_crop(sample, extension)
@@ -107,7 +124,9 @@ def coverage(samples: list[Sample], extension: float) -> tuple[float, float]:
 
 
 def render_face(sample: Sample, extension: float, detector) -> np.ndarray | None:
-    """A (80, 80, 3) crop with its points drawn, or None when the image fails or has no face."""
+    """A (160, 160, 3) picture of the crop with its points drawn; None when no face is detected.
+
+    Raises ImageError for an unreadable image and ValueError for a face with a problem."""
     from PIL import Image, ImageDraw
 
     from laplace_landmarks.data.images import load_image
@@ -120,7 +139,11 @@ def render_face(sample: Sample, extension: float, detector) -> np.ndarray | None
             return None
         crop = crop_from_detection(detections[0].box)
     else:
+        problem = face_problem(sample, extension)
+        if problem is not None:
+            raise ValueError(problem)
         crop = labelled_crop(sample, extension)
+    check_crop_fits(crop, image.shape)
     picture = Image.fromarray(warp_crop(image, crop)).resize((160, 160), Image.Resampling.NEAREST)
     if sample.points is not None:
         draw = ImageDraw.Draw(picture)
@@ -153,7 +176,7 @@ def contact_sheet(
             tile = render_face(sample, extension, detector)
             if tile is None:
                 failed.append((str(sample.image_path), "no face detected"))
-        except (ImageError, ValueError) as exc:
+        except (ImageError, ValueError, Image.DecompressionBombError) as exc:
             tile = None
             failed.append((str(sample.image_path), str(exc)))
         tiles.append(np.zeros((160, 160, 3), np.uint8) if tile is None else tile)
@@ -163,12 +186,42 @@ def contact_sheet(
     for position, tile in enumerate(tiles):
         row, column = divmod(position, columns)
         sheet[row * 160 : (row + 1) * 160, column * 160 : (column + 1) * 160] = tile
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).save(path)
+    try:
+        make_folder(path.parent)
+        Image.fromarray(sheet).save(path)
+    except (OSError, ValueError) as exc:  # a folder in the way, no space, an unknown suffix
+        raise LandmarksError(f"--sheet {path}: cannot write the contact sheet ({exc})") from exc
     return len(tiles), failed
 
 
+def print_listed(kind: str, items: list[tuple[str, str]]) -> None:
+    """One ``kind: path: reason`` line per item, the first `MAX_SKIPPED_SHOWN` of them."""
+    for path, reason in items[:MAX_SKIPPED_SHOWN]:
+        print(f"{kind}: {path}: {reason}")
+    if len(items) > MAX_SKIPPED_SHOWN:
+        print(f"... and {len(items) - MAX_SKIPPED_SHOWN} more {kind}")
+
+
+def print_labelled(labelled: list[Sample], extension: float) -> None:
+    """Points per face, the faces with problems, and the crop coverage of the others."""
+    counts = sorted({s.points.shape[0] for s in labelled})
+    print(f"points per face: {', '.join(map(str, counts))}")
+    usable, problems = split_problems(labelled, extension)
+    if problems:
+        print(f"faces with problems: {len(problems)} (left out of the crop coverage)")
+        print_listed("problem", problems)
+    if not usable:
+        print(f"crop coverage (extension {extension}): no usable face")
+        return
+    point_share, face_share = coverage(usable, extension)
+    print(
+        f"crop coverage (extension {extension}): {100 * point_share:.2f}% of points "
+        f"inside the crop, {100 * face_share:.2f}% of faces entirely inside"
+    )
+
+
 def run_check(args: argparse.Namespace) -> int:
+    check_options(args)
     dataset = open_dataset(args.dataset, args.split, args.root)
     labelled = [s for s in dataset.samples if s.points is not None]
     print(f"dataset: {dataset.name} split: {dataset.split}")
@@ -178,17 +231,8 @@ def run_check(args: argparse.Namespace) -> int:
     identities = {s.identity for s in dataset.samples}
     print(f"identities/subsets: {len(identities)}")
     if labelled:
-        counts = sorted({s.points.shape[0] for s in labelled})
-        print(f"points per face: {', '.join(map(str, counts))}")
-        point_share, face_share = coverage(labelled, args.extension)
-        print(
-            f"crop coverage (extension {args.extension}): {100 * point_share:.2f}% of points "
-            f"inside the crop, {100 * face_share:.2f}% of faces entirely inside"
-        )
-    for path, reason in dataset.skipped[:MAX_SKIPPED_SHOWN]:
-        print(f"skipped: {path}: {reason}")
-    if len(dataset.skipped) > MAX_SKIPPED_SHOWN:
-        print(f"... and {len(dataset.skipped) - MAX_SKIPPED_SHOWN} more skipped")
+        print_labelled(labelled, args.extension)
+    print_listed("skipped", dataset.skipped)
     if args.sheet is not None:
         drawn, failed = contact_sheet(dataset, args.sheet, args.num, args.extension, args.seed)
         for path, reason in failed:

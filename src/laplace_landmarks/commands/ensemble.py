@@ -4,7 +4,9 @@ The ensemble averages its members' heatmap probabilities (``models/ensemble.py``
 the mean of the members' calibrated points and its scale grows where they disagree. The result
 is an ordinary weights file: ``predict --model FILE``, ``evaluate``, ``calibrate`` (refits the
 offset of the whole), ``export`` and ``bench`` take it. Members must predict the same landmarks
-at the same crop size and output stride; they may differ in width, depth or training run.
+at the same crop size and output stride; they may differ in width, depth or training run. A member
+cannot be an ensemble file itself (give its members instead), and there are at most 16. The new
+file is loaded back before it is written, so what this command writes every command can load.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="join trained weights files into one ensemble weights file",
         description=__doc__,
     )
-    p.add_argument("members", nargs="+", help=".safetensors/.pt files or shipped names (>= 2)")
+    p.add_argument(
+        "members", nargs="+", help=".safetensors/.pt files or shipped names (2 to 16; no ensembles)"
+    )
     p.add_argument("--out", required=True, help="new .safetensors weights file")
     p.set_defaults(func=run_ensemble)
 

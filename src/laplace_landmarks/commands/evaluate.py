@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 
+from laplace_landmarks.commands.arguments import thread_count
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -67,9 +69,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "copy, else /usr/share/dlib)",
     )
     p.add_argument("--limit", type=int, help="landmarker protocol: score only the first N faces")
-    p.add_argument("--json", help="write every number (and per-landmark Spearman) here")
-    p.add_argument("--plots", help="folder for ced.png and calibration.png")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument(
+        "--json",
+        help="write every number (and per-landmark Spearman) here; checked writable first",
+    )
+    p.add_argument(
+        "--plots",
+        help="folder for ced.png and calibration.png (needs matplotlib); checked before scoring",
+    )
+    p.add_argument("--threads", type=thread_count, help="torch CPU threads")
     p.add_argument("--cache-dir", help="where crop caches go (default ~/.cache/laplace-landmarks)")
     p.add_argument("--threshold", type=float, default=0.08, help="AUC/FR threshold (0.08)")
     p.set_defaults(func=run)
@@ -78,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from laplace_landmarks.errors import LandmarksError
     from laplace_landmarks.evaluation_run import (
+        check_output_file,
         evaluate_checkpoint,
         format_report,
         write_json_atomic,
@@ -87,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         raise LandmarksError("--threads must be >= 1")
     if not args.threshold > 0:
         raise LandmarksError("--threshold must be > 0")
+    if args.json:
+        check_output_file(args.json, "--json")
     if args.protocol == "landmarker":
         return _run_landmarker(args)
     path_only = {
@@ -114,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {write_json_atomic(result, args.json)}")
     for path in result["plots"]:
         print(f"wrote {path}")
+    if "plot_error" in result:
+        raise LandmarksError(f"{result['plot_error']} (the numbers above are complete)")
     return 0
 
 

@@ -85,15 +85,15 @@ def _report(kind: str, name: str, result: dict[str, float]) -> str:
 
 def calibration_crops(size: int, fallback, count: int = 256):
     """Up to ``count`` 5-point crops of ytf68 TRAIN faces if the data is there, else ``fallback``."""
+    from laplace_landmarks.cache_dirs import crop_cache_dir
     from laplace_landmarks.data.cache import build_crop_cache
     from laplace_landmarks.data.datasets import load_dataset
-    from laplace_landmarks.export import cache_dir
 
     try:
         dataset = load_dataset("ytf68", "train", max_images=count)
     except (FileNotFoundError, ValueError):
         print(f"calibration: ytf68 not found; using {len(fallback)} sample crops")
         return fallback
-    cache = build_crop_cache(dataset, cache_dir().parent / "crops", size=size, progress=False)
+    cache = build_crop_cache(dataset, crop_cache_dir(), size=size, progress=False)
     print(f"calibration: {len(cache)} ytf68 train crops")
     return cache.images

@@ -4,25 +4,44 @@ Coordinates are (x, y) image pixels, 0-based, with pixel centres at integers; bo
 (x0, y0, x1, y1) continuous edge coordinates. The output schema is documented in
 ``docs/predict.md``. A bad input file is reported (stderr and the JSON ``errors`` list) and
 skipped; it never stops the run. Every output file is written atomically (a temporary file in
-the same folder, then ``os.replace``).
+the same folder, then ``os.replace``). A run that writes files locks its output folder and,
+before any work, refuses files an earlier run left there unless ``--overwrite`` (see
+``laplace_landmarks.outputs``). File names that are not UTF-8 are written with ``\\xNN``
+escapes, and non-finite numbers as JSON ``null`` / empty CSV cells.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
 import sys
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from laplace_landmarks.commands.arguments import MAX_THREADS
 from laplace_landmarks.errors import LandmarksError
-from laplace_landmarks.outputs import DEFAULT_OUT, check_out_folder
+from laplace_landmarks.outputs import (
+    DEFAULT_OUT,
+    TABLE_NAMES,
+    claim_out_folder,
+    dumps,
+    face_values,
+    landmark_columns,
+    overlay_name,
+    planned_files,
+    printable,
+    pts_name,
+    unique_key,
+    write_text_output,
+)
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 FORMATS = ("json", "csv", "pts")
@@ -50,6 +69,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--draw", action="store_true", help="write <name>_landmarks.png overlays into --out"
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files an earlier run left in the output folder (default: refuse to start)",
     )
     parser.add_argument("--no-refine", action="store_true", help="skip the 5-point re-crop")
     parser.add_argument(
@@ -100,70 +124,95 @@ def run_predict(args: argparse.Namespace) -> int:
 
     if is_video_run(args.paths):  # video files: tracked, smoothed, per-frame output
         return run_predict_video(args)
-    if args.threads is not None and args.threads < 1:
-        raise LandmarksError(f"--threads must be >= 1, got {args.threads}")
-    out = args.out if args.out is not None else None
-    file_out = out or DEFAULT_OUT
-    if args.format == "pts" or args.draw or out is not None:
-        check_out_folder(file_out)
+    check_threads(args.threads)
+    file_out = args.out or DEFAULT_OUT
     inputs, errors = collect_images(args.paths, exclude=file_out)
     boxes = load_boxes_file(args.boxes) if args.boxes else None
-    landmarker = load_landmarker(
-        args.model,
-        refine=not args.no_refine,
-        threads=args.threads,
-        backend=args.backend,
-        flip_test=args.flip_test,
-    )
-    results = []
-    for result in _progress(inputs):
-        try:
-            _predict_one(landmarker, result, boxes, args, file_out)
-        except (ValueError, OSError, MemoryError) as exc:
-            errors.append({"path": str(result.path), "error": str(exc)})
-            _say(f"skipped {result.path}: {exc}")
-            continue
-        results.append(result)
-    document = {
-        "model": landmarker.name,
-        "version": _version(),
-        "flip_test": landmarker.flip_test,
-        "images": [r.entry for r in results],
-        "errors": errors,
-    }
-    _write_tables(document, results, args.format, out)
+    with _claim_outputs(args, inputs, file_out):
+        landmarker = load_landmarker(
+            args.model,
+            refine=not args.no_refine,
+            threads=args.threads,
+            backend=args.backend,
+            flip_test=args.flip_test,
+        )
+        results = [r for r in _progress(inputs) if _predicted(landmarker, r, boxes, args, errors)]
+        document = {
+            "model": landmarker.name,
+            "version": _version(),
+            "flip_test": landmarker.flip_test,
+            "images": [r.entry for r in results],
+            "errors": errors,
+        }
+        _write_tables(document, results, args.format, args.out)
     if results and (args.format == "pts" or args.draw):
-        _say(f"files written to {file_out}")
+        _say(f"files written to {printable(file_out)}")
     if not results:
         _say("no image could be processed")
         return 2
     return 0
 
 
-def _predict_one(
-    landmarker: Any, result: ImageResult, boxes: dict | None, args: Any, out: Path
-) -> None:
+def check_threads(threads: int | None) -> None:
+    """Refuse a ``--threads`` outside 1..MAX_THREADS (torch would fail on it per image)."""
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise LandmarksError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
+
+
+def _claim_outputs(
+    args: argparse.Namespace, inputs: list[ImageResult], out: Path
+) -> AbstractContextManager[Any]:
+    """Lock ``out`` and refuse earlier files when this run writes files there (see outputs)."""
+    table = TABLE_NAMES.get(args.format) if args.out is not None else None
+    overlay = ".png" if args.draw else None
+    pts = args.format == "pts"
+    if table is None and overlay is None and not pts:
+        return contextlib.nullcontext()
+    names = planned_files((r.key for r in inputs), table, overlay, pts)
+    return claim_out_folder(out, names, overwrite=args.overwrite)
+
+
+def _predicted(
+    landmarker: Any, result: ImageResult, boxes: dict | None, args: Any, errors: list[dict]
+) -> bool:
+    """Predict one input; on failure add it to ``errors``, say so and return False."""
+    try:
+        _predict_one(landmarker, result, boxes, args)
+    except (ValueError, OSError, MemoryError) as exc:
+        errors.append({"path": printable(result.path), "error": printable(str(exc))})
+        _say(f"skipped {printable(result.path)}: {printable(str(exc))}")
+        return False
+    return True
+
+
+def _predict_one(landmarker: Any, result: ImageResult, boxes: dict | None, args: Any) -> None:
+    """Predict one input into ``result``; write its ``.pts`` files and overlay if asked."""
     from laplace_landmarks.data.images import load_image
 
+    out = args.out or DEFAULT_OUT
     rgb = load_image(result.path)
     faces = landmarker.predict(rgb, boxes=_boxes_for(boxes, result.path))
     result.faces = faces
     result.entry = {
-        "path": str(result.path),
+        "path": printable(result.path),
         "width": int(rgb.shape[1]),
         "height": int(rgb.shape[0]),
         "faces": [face.to_dict() for face in faces],
     }
     if not faces:
-        _say(f"no face found in {result.path}")
+        _say(f"no face found in {printable(result.path)}")
         return
+    if not all(np.isfinite(f.points).all() and np.isfinite(f.scale).all() for f in faces):
+        _say(
+            f"{printable(result.path)}: non-finite landmarks, written as null (JSON) / empty (CSV)"
+        )
     if args.format == "pts":
         from laplace_landmarks.data.formats import write_pts
 
         for index, face in enumerate(faces):
-            write_pts(out / f"{result.key}_{index}.pts", face.points)
+            write_pts(out / pts_name(result.key, index), face.points)
     if args.draw:
-        draw_overlay(rgb, faces, out / f"{result.key}_landmarks.png")
+        draw_overlay(rgb, faces, out / overlay_name(result.key, ".png"))
 
 
 def draw_overlay(rgb: np.ndarray, faces: list[Any], path: Path) -> None:
@@ -206,15 +255,15 @@ def collect_images(
                 and (skip is None or skip not in p.resolve().parents)
             ]
             if not found:
-                errors.append({"path": raw, "error": "folder holds no image files"})
+                errors.append({"path": printable(raw), "error": "folder holds no image files"})
             named = [(p, p.relative_to(root).with_suffix("").as_posix()) for p in found]
         elif root.is_file():
             named = [(root, root.stem)]
         else:
-            errors.append({"path": raw, "error": "no such file or folder"})
+            errors.append({"path": printable(raw), "error": "no such file or folder"})
             named = []
         for path, key in named:
-            results.append(ImageResult(path, _unique(key, used)))
+            results.append(ImageResult(path, unique_key(key, used)))
     for error in errors:
         _say(f"skipped {error['path']}: {error['error']}")
     if not results:
@@ -222,23 +271,16 @@ def collect_images(
     return results, errors
 
 
-def _unique(key: str, used: set[str]) -> str:
-    candidate, n = key, 1
-    while candidate in used:
-        n += 1
-        candidate = f"{key}-{n}"
-    used.add(candidate)
-    return candidate
-
-
 def load_boxes_file(path: Path) -> dict[str, Any]:
     """Read ``--boxes``: a JSON object mapping an image path or file name to a list of boxes."""
     try:
         mapping = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LandmarksError(f"--boxes: cannot read {path} as JSON ({exc})") from exc
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad UTF-8 or JSON
+        raise LandmarksError(f"--boxes: cannot read {printable(path)} as JSON ({exc})") from exc
     if not isinstance(mapping, dict):
-        raise LandmarksError(f"--boxes: {path} must hold a JSON object (path -> list of boxes)")
+        raise LandmarksError(
+            f"--boxes: {printable(path)} must hold a JSON object (path -> list of boxes)"
+        )
     return mapping
 
 
@@ -275,48 +317,26 @@ def _write_tables(document: dict, results: list[ImageResult], fmt: str, out: Pat
     """JSON or CSV: to stdout without --out, else one combined file in --out, atomically."""
     if fmt == "pts":
         return
-    if fmt == "json":
-        text, name = format_document(document), "landmarks.json"
-    else:
-        text, name = landmarks_csv(results), "landmarks.csv"
-    write_text_output(text, out, name)
-
-
-def write_text_output(text: str, out: Path | None, name: str) -> None:
-    """``text`` to stdout when ``out`` is None, else atomically to ``out / name``."""
-    if out is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    from laplace_landmarks.atomic import atomic_write_text
-
-    try:
-        atomic_write_text(out / name, text)
-    except OSError as exc:
-        raise LandmarksError(f"cannot write {out / name}: {exc}") from exc
+    text = format_document(document) if fmt == "json" else landmarks_csv(results)
+    write_text_output(text, out, TABLE_NAMES[fmt])
 
 
 def format_document(document: dict[str, Any]) -> str:
-    """The JSON document with one line per image and per error (readable, still plain JSON)."""
+    """The JSON document with one line per image and per error (readable, still strict JSON:
+    a non-finite number is written as ``null``)."""
 
     def block(items: list[Any]) -> str:
-        return "[\n  " + ",\n  ".join(json.dumps(i) for i in items) + "\n ]" if items else "[]"
+        return "[\n  " + ",\n  ".join(dumps(i) for i in items) + "\n ]" if items else "[]"
 
     keys = [k for k in ("model", "version", "flip_test") if k in document]
-    head = ", ".join(f"{json.dumps(k)}: {json.dumps(document[k])}" for k in keys)
+    head = ", ".join(f"{dumps(k)}: {dumps(document[k])}" for k in keys)
     images, errors = block(document["images"]), block(document["errors"])
     return f'{{{head},\n "images": {images},\n "errors": {errors}}}\n'
 
 
-def landmark_columns(count: int) -> list[str]:
-    """CSV columns of one face: ``x0,y0..,bx0,by0..,box_x0,box_y0,box_x1,box_y1,score``."""
-    columns = [f"{axis}{k}" for k in range(count) for axis in ("x", "y")]
-    columns += [f"b{axis}{k}" for k in range(count) for axis in ("x", "y")]
-    return [*columns, "box_x0", "box_y0", "box_x1", "box_y1", "score"]
-
-
 def landmarks_csv(results: list[ImageResult]) -> str:
-    """Rows ``image,face,x0,y0,...,x67,y67,bx0,by0,...,box_x0,box_y0,box_x1,box_y1,score``."""
+    """Rows ``image,face,x0,y0,...,x67,y67,bx0,by0,...,box_x0,box_y0,box_x1,box_y1,score``
+    (a non-finite number is an empty cell)."""
     count = next((len(f.points) for r in results for f in r.faces), 68)
     header = ["image", "face", *landmark_columns(count)]
     buffer = io.StringIO()
@@ -324,9 +344,7 @@ def landmarks_csv(results: list[ImageResult]) -> str:
     writer.writerow(header)
     for result in results:
         for index, face in enumerate(result.faces):
-            numbers = [*face.points.ravel(), *face.scale.ravel(), *face.box]
-            score = "" if face.score is None else f"{face.score:.6g}"
-            writer.writerow([str(result.path), index, *(f"{v:.3f}" for v in numbers), score])
+            writer.writerow([printable(result.path), index, *face_values(face)])
     return buffer.getvalue()
 
 

@@ -3,8 +3,9 @@
 Reached from ``commands/predict.py`` when a path ends in ``.mp4 .avi .mov .mkv``. Coordinates
 are (x, y) frame pixels, 0-based, with pixel centres at integers; boxes are (x0, y0, x1, y1)
 continuous edge coordinates. JSON (one line per frame) or CSV (one row per face and frame) go to
-stdout, or to ``--out DIR/landmarks.{json,csv}``; ``--draw`` writes ``DIR/<stem>_landmarks.mp4``.
-Every file is written atomically. A video that cannot be read is reported and skipped; exit 2
+stdout, or to ``--out DIR/landmarks.{json,csv}``; ``--draw`` writes ``DIR/<stem>_landmarks.mp4``
+(``<stem>-2_landmarks.mp4``, ... for a second video with the same stem). Every file is written
+atomically. A video that cannot be read is reported and skipped; exit 2
 when none could be processed.
 
 ``--smooth offline`` (the default) tracks the whole video first (the causal filter places the
@@ -16,19 +17,33 @@ video a second time to draw the smoothed points (no frames are held in memory).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
-import json
 import sys
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from laplace_landmarks.commands.predict import check_threads
 from laplace_landmarks.errors import LandmarksError
-from laplace_landmarks.outputs import DEFAULT_OUT, check_out_folder
+from laplace_landmarks.outputs import (
+    DEFAULT_OUT,
+    TABLE_NAMES,
+    claim_out_folder,
+    dumps,
+    face_values,
+    landmark_columns,
+    overlay_name,
+    planned_files,
+    printable,
+    unique_key,
+    write_text_output,
+)
 from laplace_landmarks.smoothing import DEFAULT_OFFLINE_PROCESS_NOISE, DEFAULT_PROCESS_NOISE
 from laplace_landmarks.video import VIDEO_EXTENSIONS, FrameResult, VideoFrame, smoothing_kind
 
@@ -57,7 +72,7 @@ class VideoResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "path": str(self.path),
+            "path": printable(self.path),
             "width": self.size[0],
             "height": self.size[1],
             "fps": round(self.fps, 6),
@@ -72,38 +87,48 @@ def run_predict_video(args: argparse.Namespace) -> int:
     from laplace_landmarks.inference import Landmarker
 
     _check_args(args)
-    out = args.out
-    draw_dir = out or DEFAULT_OUT
-    if out is not None or args.draw:
-        check_out_folder(draw_dir)
-    backend = {"backend": args.backend} if hasattr(args, "backend") else {}
-    landmarker = Landmarker.load(
-        args.model,
-        refine=not args.no_refine,
-        threads=args.threads,
-        flip_test=getattr(args, "flip_test", None),
-        **backend,
-    )
-    smooth = _smoothing(args)
-    results, errors = [], []
-    for raw in args.paths:
-        path = Path(raw)
-        try:
-            draw = draw_dir / f"{path.stem}_landmarks.mp4" if args.draw else None
-            results.append(predict_one_video(landmarker, path, smooth, draw))
-        except (LandmarksError, ValueError, OSError, MemoryError) as exc:
-            errors.append({"path": raw, "error": str(exc)})
-            _say(f"skipped {raw}: {exc}")
-    text = format_json(landmarker.name, smooth, results, errors)
-    if args.format == "csv":
-        text = video_csv(results)
-    _write(text, out, "landmarks.json" if args.format == "json" else "landmarks.csv")
+    used: set[str] = set()
+    keys = [unique_key(Path(raw).stem, used) for raw in args.paths]
+    draw_dir = args.out or DEFAULT_OUT
+    with _claim_outputs(args, keys, draw_dir):
+        backend = {"backend": args.backend} if hasattr(args, "backend") else {}
+        landmarker = Landmarker.load(
+            args.model,
+            refine=not args.no_refine,
+            threads=args.threads,
+            flip_test=getattr(args, "flip_test", None),
+            **backend,
+        )
+        smooth = _smoothing(args)
+        results, errors = [], []
+        for raw, key in zip(args.paths, keys, strict=True):
+            draw = draw_dir / overlay_name(key, ".mp4") if args.draw else None
+            try:
+                results.append(predict_one_video(landmarker, Path(raw), smooth, draw))
+            except (LandmarksError, ValueError, OSError, MemoryError) as exc:
+                errors.append({"path": printable(raw), "error": printable(str(exc))})
+                _say(f"skipped {printable(raw)}: {printable(str(exc))}")
+        text = format_json(landmarker.name, smooth, results, errors)
+        if args.format == "csv":
+            text = video_csv(results)
+        write_text_output(text, args.out, TABLE_NAMES[args.format])
     if not results:
         _say("no video could be processed")
         return 2
     if args.draw:
-        _say(f"overlay videos written to {draw_dir}")
+        _say(f"overlay videos written to {printable(draw_dir)}")
     return 0
+
+
+def _claim_outputs(
+    args: argparse.Namespace, keys: list[str], out: Path
+) -> AbstractContextManager[Any]:
+    """Lock ``out`` and refuse earlier files when this run writes files there (see outputs)."""
+    table = TABLE_NAMES[args.format] if args.out is not None else None
+    if table is None and not args.draw:
+        return contextlib.nullcontext()
+    names = planned_files(keys, table, ".mp4" if args.draw else None)
+    return claim_out_folder(out, names, overwrite=getattr(args, "overwrite", False))
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -116,8 +141,7 @@ def _check_args(args: argparse.Namespace) -> None:
         raise LandmarksError("--format pts is for images; use json or csv for videos")
     if getattr(args, "boxes", None):
         raise LandmarksError("--boxes is for images; videos use the detector and tracking")
-    if args.threads is not None and args.threads < 1:
-        raise LandmarksError(f"--threads must be >= 1, got {args.threads}")
+    check_threads(args.threads)
     _smoothing(args)
 
 
@@ -218,13 +242,13 @@ def format_json(
         "smoothing": kind,
         "process_noise": noise,
     }
-    parts = [json.dumps(head)[:-1] + ',\n "videos": [']
+    parts = [dumps(head)[:-1] + ',\n "videos": [']
     for number, video in enumerate(results):
-        frames = ",\n    ".join(json.dumps(f.to_dict()) for f in video.frames)
-        opening = json.dumps(video.to_dict())[:-1]
+        frames = ",\n    ".join(dumps(f.to_dict()) for f in video.frames)
+        opening = dumps(video.to_dict())[:-1]
         comma = "," if number < len(results) - 1 else ""
         parts.append(f'\n  {opening}, "results": [\n    {frames}\n  ]}}{comma}')
-    parts.append("\n ],\n " + '"errors": ' + json.dumps(errors) + "}\n")
+    parts.append("\n ],\n " + '"errors": ' + dumps(errors) + "}\n")
     return "".join(parts)
 
 
@@ -233,8 +257,6 @@ def video_csv(results: list[VideoResult]) -> str:
     box_x0,box_y0,box_x1,box_y1,score,smoothing``: one per face and frame (frames without a
     face have no row); ``smoothing`` is "offline", "causal" or "none"."""
     count = next((len(f.points) for v in results for r in v.frames for f in r.faces), 68)
-    from laplace_landmarks.commands.predict import landmark_columns
-
     header = ["video", "frame", "time", "face", "track", "detected", *landmark_columns(count)]
     header.append("smoothing")
     buffer = io.StringIO()
@@ -243,18 +265,10 @@ def video_csv(results: list[VideoResult]) -> str:
     for video in results:
         for frame in video.frames:
             for number, face in enumerate(frame.faces):
-                numbers = [*face.points.ravel(), *face.scale.ravel(), *face.box]
-                score = "" if face.score is None else f"{face.score:.6g}"
-                head = [str(video.path), frame.index, f"{frame.time:.6g}", number, face.track_id]
-                values = (f"{v:.3f}" for v in numbers)
-                writer.writerow([*head, int(face.detected), *values, score, video.smoothing])
+                head = [printable(video.path), frame.index, f"{frame.time:.6g}", number]
+                head += [face.track_id, int(face.detected)]
+                writer.writerow([*head, *face_values(face), video.smoothing])
     return buffer.getvalue()
-
-
-def _write(text: str, out: Path | None, name: str) -> None:
-    from laplace_landmarks.commands.predict import write_text_output
-
-    write_text_output(text, out, name)
 
 
 def _progress(frames: Iterator[VideoFrame], name: str) -> Iterator[VideoFrame]:

@@ -27,6 +27,8 @@ import argparse
 import shlex
 from fractions import Fraction
 
+from laplace_landmarks.commands.arguments import thread_count
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -53,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--results", default="docs/results.md", help="markdown page to update")
     p.add_argument("--seeds", type=int, help="seeds per config (default 3; quick 1)")
     p.add_argument("--epochs", type=int, help="epochs per run (default 200; quick 3)")
-    p.add_argument("--threads", type=int, help="torch CPU threads for training")
+    p.add_argument("--threads", type=thread_count, help="torch CPU threads for training")
     p.add_argument("--data-root", help="ytf68 folder, or the data root holding it")
     p.add_argument("--unlabeled", help="unlabelled faces (default <data root>/unlabeled/ytf)")
     p.add_argument("--cache-dir", help="where crop caches go (default ~/.cache/laplace-landmarks)")
@@ -78,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _widths(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(Fraction(part.strip())) for part in text.split(","))
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise argparse.ArgumentTypeError(
             f"expected widths such as 1/16,1/8,1 or 0.25,0.5, got {text!r}"
         ) from None

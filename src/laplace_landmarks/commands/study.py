@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import shlex
 
+from laplace_landmarks.commands.arguments import thread_count
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``study`` command (one study so far: ``unlabeled``)."""
@@ -25,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     u.add_argument("--epochs", type=int, default=40)
     u.add_argument("--shard", default="1/1", metavar="K/N", help="train every N-th run from K-th")
     u.add_argument("--report-only", action="store_true", help="only write the summary")
-    u.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    u.add_argument("--threads", type=thread_count, default=1, help="torch CPU threads (default 1)")
     u.add_argument("--data-root", help="folder holding 300w (default: the shared data root)")
     u.add_argument("--unlabeled", help="folder of unlabelled faces (default: the shared pool)")
     u.add_argument("--cache-dir", help="crop caches (default $LAPLACE_LANDMARKS_CACHE)")
@@ -87,6 +89,7 @@ def study_command(args: argparse.Namespace) -> str:
 
 
 def run_unlabeled(args: argparse.Namespace) -> int:
+    from laplace_landmarks.outputs import printable
     from laplace_landmarks.studies import study_runs, unlabeled_study
 
     options = parse_args(args)
@@ -95,5 +98,5 @@ def run_unlabeled(args: argparse.Namespace) -> int:
     summary = unlabeled_study(args.out, report_only=args.report_only, command=command, **options)
     for width, v in summary["verdicts"].items():
         print(f"{width}: {v['verdict']} (best N = {v['best_n']})")
-    print(f"summary -> {args.out}/summary.md")
+    print(f"summary -> {printable(args.out)}/summary.md")
     return 0

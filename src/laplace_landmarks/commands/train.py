@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
-from laplace_landmarks.config import GENERATORS, TRAIN_FLAG_OVERRIDES, list_recipes
+from laplace_landmarks.commands.arguments import thread_count
+from laplace_landmarks.config import GENERATORS, TRAIN_FLAG_OVERRIDES, RunConfig, list_recipes
+from laplace_landmarks.errors import LandmarksError
+
+OVERRIDES = TRAIN_FLAG_OVERRIDES  # flag name -> dotted config field
+#: Config fields a resumed run may change; the new value applies from the next epoch. Every other
+#: field is fixed for a run: `resume_config` refuses a different value.
+RESUME_CHANGEABLE = frozenset(
+    {"train.epochs", "train.lr", "train.batch_size", "train.threads", "data.root", "data.cache_dir"}
+)
+_FLAGS = {dotted: "--" + name.replace("_", "-") for name, dotted in OVERRIDES.items()}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -82,10 +94,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-val", type=int, help="use only the first N validation faces")
     p.add_argument("--unlabeled", help="folder of unlabelled faces (enables nothing by itself)")
     p.add_argument("--num-unlabeled", type=int, help="N of +D(N): how many unlabelled faces")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=thread_count, help="torch CPU threads")
     p.add_argument("--cache-dir", help="where crop caches go (default ~/.cache/laplace-landmarks)")
     p.add_argument("--out", default="runs/latest", help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/last.pt with the run's saved config (--recipe is not read); "
+        "options marked 'resume: applied' may take new values, those marked 'resume: fixed' "
+        "must match the run",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--tensorboard", action="store_true")
     p.add_argument(
@@ -100,15 +118,53 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="stop after the epoch that passes this wall time (checkpoints intact; --resume "
         "continues with the same schedule)",
     )
+    _note_resume_rules(p)
     p.set_defaults(func=run)
 
 
-OVERRIDES = TRAIN_FLAG_OVERRIDES  # flag name -> dotted config field
+def _note_resume_rules(parser: argparse.ArgumentParser) -> None:
+    """Say in each config flag's help whether ``--resume`` applies a new value or refuses it."""
+    for action in parser._actions:
+        if action.dest in OVERRIDES:
+            rule = "applied" if OVERRIDES[action.dest] in RESUME_CHANGEABLE else "fixed"
+            action.help = f"{action.help}; resume: {rule}" if action.help else f"resume: {rule}"
+
+
+def resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> tuple[RunConfig, list[str]]:
+    """The config of a run to resume: ``saved`` (from ``last.pt``) with ``overrides`` applied.
+
+    ``overrides`` maps dotted fields (``"train.lr"``) to new values, None for not given. A field
+    in `RESUME_CHANGEABLE` takes the new value; any other field given a different value raises
+    LandmarksError naming its flag, since it would change the network or what the run learns.
+    Returns the config and one note per changed field (``"--lr 0.01 -> 0.001"``).
+    """
+    raw = {key: dict(value) if isinstance(value, dict) else value for key, value in saved.items()}
+    notes = []
+    for dotted, value in overrides.items():
+        section, _, name = dotted.partition(".")
+        old = raw.get(section, {}).get(name)
+        if value is None or value == old:
+            continue
+        flag = _FLAGS.get(dotted, dotted)
+        if dotted not in RESUME_CHANGEABLE:
+            why = (
+                "the saved weights fix the network"
+                if section == "model"
+                else "a resumed run keeps the data, loss and seed it started with"
+            )
+            raise LandmarksError(
+                f"train: --resume: {flag} {value} differs from the run's {old} and cannot change "
+                f"({why}); train into a new --out instead (--init-from OUT/last.pt starts from "
+                "this run's weights when the network is the same)"
+            )
+        raw.setdefault(section, {})[name] = value
+        notes.append(f"{flag} {old} -> {value}")
+    return RunConfig.from_dict(raw), notes
 
 
 def run(args: argparse.Namespace) -> int:
     from laplace_landmarks.checkpoints import load_checkpoint
-    from laplace_landmarks.config import RunConfig, load_recipe, resolve_config
+    from laplace_landmarks.config import load_recipe, resolve_config
     from laplace_landmarks.pipeline import calibrate_run, chosen_weights, is_pipeline
     from laplace_landmarks.training import Trainer
 
@@ -119,11 +175,10 @@ def run(args: argparse.Namespace) -> int:
         if is_pipeline(raw):
             return run_pipeline_command(args, raw, overrides)
     if args.resume and (out / "last.pt").exists():
-        config = RunConfig.from_dict(load_checkpoint(out / "last.pt")["config"])
-        if args.epochs:  # allow extending a finished run
-            config = RunConfig.from_dict(
-                {**config.to_dict(), "train": {**config.to_dict()["train"], "epochs": args.epochs}}
-            )
+        config, notes = resume_config(load_checkpoint(out / "last.pt")["config"], overrides)
+        if int(os.environ.get("RANK", "0")) == 0:  # torchrun: say it once
+            for note in notes:
+                print(f"resume: {note} (from the next epoch)", file=sys.stderr)
     else:
         config = resolve_config(args.recipe, overrides, init_model=True)
     trainer = Trainer(config, out, resume=args.resume, **_trainer_options(args))
@@ -148,7 +203,6 @@ def _trainer_options(args: argparse.Namespace) -> dict:
 
 def run_pipeline_command(args: argparse.Namespace, raw: dict, overrides: dict) -> int:
     """A multi-stage recipe: every stage into OUT/<stage>/, then calibration if asked."""
-    from laplace_landmarks.errors import LandmarksError
     from laplace_landmarks.pipeline import parse_pipeline, run_pipeline
 
     for flag in ("init_from", "self_crops_from", "calibrate"):

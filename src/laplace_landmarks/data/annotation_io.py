@@ -35,7 +35,8 @@ class LandmarkRecord:
     points: (K, 2) float64, (x, y), 0-based, pixel centres at integers.
     visibility: (K,) bool, True where the point is annotated (counts in losses and metrics).
     box: optional face box (x0, y0, x1, y1) in the same pixel coordinates.
-    meta: format-specific extras kept for faithful re-writing (COCO ids, flags, ...).
+    meta: format-specific extras kept for faithful re-writing (COCO ids, flags, ...), and
+        ``where``: the entry's place in its file for messages (``line 5``, ``annotation 3``).
     """
 
     image: str

@@ -19,9 +19,11 @@ from typing import Literal
 
 import numpy as np
 import torch
+from PIL import Image
 
-from laplace_landmarks.atomic import atomic_torch_save
+from laplace_landmarks.atomic import atomic_torch_save, make_folder
 from laplace_landmarks.data import images as image_io
+from laplace_landmarks.data.checks import check_crop_fits
 from laplace_landmarks.data.crops import (
     DEFAULT_EXTENSION,
     DEFAULT_SIZE,
@@ -68,7 +70,7 @@ class CropCache:
     def save(self, path: str | Path) -> None:
         """Write atomically (temporary file, then rename) as plain tensors and lists."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         payload = {
             "version": CACHE_VERSION,
             "images": self.images,
@@ -149,6 +151,7 @@ def _crop_one(sample: Sample, config: dict, get_detector) -> tuple[np.ndarray, C
             raise ValueError("NaN or infinite landmark coordinates")
         detector = get_detector() if config["rule"] == "detector" else None
         crop = _labelled_crop(sample, image, config, detector)
+    check_crop_fits(crop, image.shape)
     return warp_crop(image, crop), crop
 
 
@@ -253,7 +256,7 @@ def _build(dataset: LandmarkDataset, config: dict, progress: bool) -> CropCache:
     for sample in samples:
         try:
             pixels, crop = _crop_one(sample, config, get_detector)
-        except (ImageError, ValueError, OSError) as exc:
+        except (ImageError, ValueError, OSError, Image.DecompressionBombError) as exc:
             skipped.append((str(sample.image_path), str(exc)))
             continue
         crops.append(torch.from_numpy(pixels).permute(2, 0, 1))

@@ -69,7 +69,8 @@ def _coco_record(annotation, by_id, label, expected_points) -> LandmarkRecord:
     image = by_id[annotation["image_id"]]
     name = image.get("file_name")
     keypoints = annotation.get("keypoints")
-    where = f"{label}: annotation {annotation.get('id')!r}"
+    entry = f"annotation {annotation.get('id')!r:.40}"
+    where = f"{label}: {entry}"
     if not isinstance(name, str) or not name:
         raise FormatError(f"{where}: image has no 'file_name'")
     if not isinstance(keypoints, list) or not keypoints or len(keypoints) % 3:
@@ -77,7 +78,8 @@ def _coco_record(annotation, by_id, label, expected_points) -> LandmarkRecord:
     values = np.array([_json_number(v, where) for v in keypoints]).reshape(-1, 3)
     check_count(len(values), expected_points, where)
     extras = {k: v for k, v in annotation.items() if k not in ("keypoints", "bbox")}
-    meta = {"image": dict(image), "annotation": extras, "flags": values[:, 2].tolist()}
+    flags = values[:, 2].tolist()
+    meta = {"image": dict(image), "annotation": extras, "flags": flags, "where": entry}
     box = _coco_box(annotation.get("bbox"), where, meta)
     return make_record(name, values[:, :2], values[:, 2] > 0, box, meta)
 

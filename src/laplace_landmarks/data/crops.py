@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 #: The paper (SPEC §6) extends the squared 5-point box "by twice its radius in every direction".
 DEFAULT_EXTENSION = 2.0
@@ -193,23 +193,58 @@ def crop_from_box(
     return Crop.from_square(center, scale * (width + height) / 4.0, size)
 
 
-def _prereduce(image: Image.Image, crop: Crop) -> tuple[Image.Image, np.ndarray]:
+def _reduce_factor(crop: Crop, image_size: tuple[int, int]) -> int:
+    """The integer box-filter factor for ``crop``: the integer part of its downscale factor.
+
+    Capped at an eighth of the image's shorter side, so the region :func:`_prereduce` cuts
+    stays within about 1.6x the image whatever the crop. The cap only bites when the image's
+    shorter side spans fewer than 8 crop pixels (no face is left to see), trading some aliasing
+    for bounded memory.
+    """
+    cap = max(1, min(image_size) // 8)
+    return max(1, min(int(np.floor(1.0 / crop.scale)), cap))
+
+
+def _blocks_on_image(origin: int, end: int, factor: int, length: int) -> tuple[int, int]:
+    """The blocks ``[origin + k * factor, origin + (k + 1) * factor)`` for ``0 <= k < n`` (n
+    blocks reaching ``end``) that overlap the pixels ``[0, length)``: ``(first k, last k + 1)``,
+    an empty range when none does."""
+    count = -(-(end - origin) // factor)
+    first = max(0, (0 - origin) // factor)
+    stop = min(count, -(-(length - origin) // factor))
+    return first, max(first, stop)
+
+
+def _prereduce(image: Image.Image, crop: Crop) -> tuple[Image.Image, np.ndarray] | None:
     """Cut the region the crop needs and box-filter it by an integer factor (anti-aliasing).
 
-    Returns the smaller image and the (2, 3) matrix from its coordinates to crop coordinates.
+    The block grid starts one block before the crop's box and ends one block after it. Only the
+    blocks that overlap the image are cut and reduced (Pillow pads a block that sticks out with
+    zeros); one zero pixel of margin goes around the result. So the intermediate never holds
+    more than the image itself plus a few blocks, however large the crop, and the result is
+    exactly that of reducing the whole zero-padded grid.
+
+    Returns the smaller image and the (2, 3) matrix from its coordinates to crop coordinates,
+    or None when the crop does not overlap the image (the crop is all zeros).
     """
-    factor = max(1, int(np.floor(1.0 / crop.scale)))
+    factor = _reduce_factor(crop, image.size)
     x0, y0, x1, y1 = crop.box
     left, top = int(np.floor(x0)) - factor, int(np.floor(y0)) - factor
-    width = (int(np.ceil(x1)) + factor - left + factor - 1) // factor * factor
-    height = (int(np.ceil(y1)) + factor - top + factor - 1) // factor * factor
-    region = image.crop((left, top, left + width, top + height))  # zero outside the image
+    right, bottom = int(np.ceil(x1)) + factor, int(np.ceil(y1)) + factor
+    first_x, stop_x = _blocks_on_image(left, right, factor, image.width)
+    first_y, stop_y = _blocks_on_image(top, bottom, factor, image.height)
+    if first_x == stop_x or first_y == stop_y:
+        return None
+    cut_left, cut_top = left + first_x * factor, top + first_y * factor
+    cut = (cut_left, cut_top, left + stop_x * factor, top + stop_y * factor)
+    region = image.crop(cut)  # zero outside the image
     if factor > 1:
         region = region.reduce(factor)
-    # reduced pixel j has centre at region coordinate factor * j + (factor - 1) / 2
-    to_region = np.array(
-        [[factor, 0.0, left + (factor - 1) / 2], [0.0, factor, top + (factor - 1) / 2]]
-    )
+    region = ImageOps.expand(region, border=1, fill=0)
+    # padded pixel j has centre at image coordinate cut + factor * (j - 1) + (factor - 1) / 2
+    shift_x = cut_left - factor + (factor - 1) / 2
+    shift_y = cut_top - factor + (factor - 1) / 2
+    to_region = np.array([[factor, 0.0, shift_x], [0.0, factor, shift_y]])
     matrix = crop.matrix[:, :2] @ to_region[:, :2]
     offset = crop.matrix[:, :2] @ to_region[:, 2] + crop.matrix[:, 2]
     return region, np.concatenate([matrix, offset[:, None]], axis=1)
@@ -221,7 +256,8 @@ def warp_crop(image: np.ndarray | Image.Image, crop: Crop, antialias: bool = Tru
     Image points map to crop points exactly as ``crop.to_crop`` says ((x, y), pixel centres at
     integers). Pixels outside the image are 0. With ``antialias`` the needed region is first
     box-filtered by the integer part of the downscale factor (PIL ``reduce``), which avoids
-    aliasing and is faster on big faces.
+    aliasing and is faster on big faces; only the part of the image the crop covers is cut, so
+    memory stays within about the image's size whatever the crop (see :func:`_prereduce`).
     Returns (size, size, 3) uint8.
     """
     if isinstance(image, np.ndarray):
@@ -230,7 +266,12 @@ def warp_crop(image: np.ndarray | Image.Image, crop: Crop, antialias: bool = Tru
         image = Image.fromarray(image)
     if image.mode != "RGB":
         raise ValueError(f"image must be RGB, got mode {image.mode}")
-    source, matrix = _prereduce(image, crop) if antialias else (image, crop.matrix)
+    if not antialias:
+        source, matrix = image, crop.matrix
+    elif (reduced := _prereduce(image, crop)) is not None:
+        source, matrix = reduced
+    else:
+        return np.zeros((crop.size, crop.size, 3), dtype=np.uint8)  # the crop misses the image
     inverse = _inverse_affine(matrix)
     linear_inv, offset_inv = inverse[:, :2], inverse[:, 2]
     # PIL samples output pixel (u, v) at corner coordinates (u + 0.5, v + 0.5) and reads the input

@@ -30,6 +30,10 @@ Names and splits:
 - ``unlabeled``: every image under ``root`` (recursively), points None; split ``all`` or a
   sub-folder (``lfw``, ``ytf``).
 ``max_images`` keeps a subset chosen with ``seed``, in the original (sorted) order.
+
+Image names read from an annotation file (CSV, COCO JSON) must stay inside the dataset folder:
+a name that leads out of it (``../../etc/passwd``, an absolute path elsewhere) raises FormatError
+naming the annotation file and the entry (see `image_in_root`).
 """
 
 from __future__ import annotations
@@ -321,7 +325,9 @@ def _load_coco(root: Path, options: _Options) -> Loaded:
     skipped: list[tuple[str, str]] = []
     records = read_coco_keypoints(json_path, options.num_landmarks, skipped=skipped)
     image_dir = root / "images" if (root / "images").is_dir() else root
-    samples = [_record_sample(image_dir, r, json_path.stem, skipped) for r in records]
+    samples = [
+        _record_sample(root, image_dir, json_path, r, json_path.stem, skipped) for r in records
+    ]
     return [s for s in samples if s is not None], skipped, options.num_landmarks or 0
 
 
@@ -338,14 +344,45 @@ def _find_coco_json(root: Path, name: str, split: str) -> Path:
     )
 
 
+def image_in_root(root: Path, image_dir: Path, name: str, where: str) -> Path:
+    """``image_dir / name`` for an image named by an annotation entry, kept inside ``root``.
+
+    The check is on the path as written (``..`` and absolute names), not on where symbolic links
+    lead, so a dataset whose ``images`` folder is a link to another disk still loads. Raises
+    FormatError naming ``where`` (the annotation file and entry) for a name outside ``root``.
+    """
+    folder = Path(os.path.abspath(root))
+    target = Path(os.path.normpath(os.path.join(os.path.abspath(image_dir), name)))
+    if target != folder and folder not in target.parents:
+        raise FormatError(
+            f"{where}: image {name[:200]!r} lies outside the dataset folder {root}; refused"
+        )
+    return image_dir / name
+
+
 def _record_sample(
-    image_dir: Path, record: LandmarkRecord, identity: str, skipped: list[tuple[str, str]]
+    root: Path,
+    image_dir: Path,
+    annotation: Path,
+    record: LandmarkRecord,
+    identity: str,
+    skipped: list[tuple[str, str]],
 ) -> Sample | None:
-    image = image_dir / record.image
-    if not image.is_file():
-        skipped.append((str(image), "image file not found"))
+    where = f"{annotation}: {record.meta.get('where', 'entry')}"
+    image = image_in_root(root, image_dir, record.image, where)
+    problem = _missing_image(image)
+    if problem:
+        skipped.append((str(image), problem))
         return None
     return Sample(image, record.points, record.visibility, identity, record.box)
+
+
+def _missing_image(path: Path) -> str | None:
+    """Why ``path`` is not an image file to load, or None when it is a file."""
+    try:
+        return None if path.is_file() else "image file not found"
+    except OSError as error:  # e.g. a name too long for the file system
+        return f"image file cannot be looked up ({error.strerror or error})"
 
 
 # ---------------------------------------------------------------- ytf68 (CSV)
@@ -362,7 +399,7 @@ def _load_ytf68(root: Path, options: _Options) -> Loaded:
             [_ytf_identity(r) for r in records], options.seed, options.val_fraction
         )
         records = [r for r in records if (_ytf_identity(r) in held_out) == (options.split == "val")]
-    samples = [_record_sample(root, r, _ytf_identity(r), skipped) for r in records]
+    samples = [_record_sample(root, root, csv_path, r, _ytf_identity(r), skipped) for r in records]
     return [s for s in samples if s is not None], skipped, options.num_landmarks or 68
 
 

@@ -4,15 +4,22 @@ Points are (x, y) float64, 0-based, with pixel centres at integers, as dlib stor
 ``top left width height`` is ``box = (left, top, left + width, top + height)``: dlib's rectangles
 are inclusive, so ``x1`` is one past dlib's ``right()``. dlib writes file names unescaped, so a
 name holding ``&`` or ``<`` makes its file invalid XML; such a file raises FormatError here.
+
+Files are parsed with defusedxml: a document with a DTD (and so any entity, internal or external:
+"billion laughs", external-entity reads) is refused with FormatError; dlib never writes one.
+Image names are returned as stored; `laplace_landmarks.data.datasets.image_in_root` keeps them
+inside the dataset folder.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+import xml.etree.ElementTree as ET  # building XML to write only; reading goes through defusedxml
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as safe_fromstring
 
 from laplace_landmarks.atomic import atomic_write_text
 from laplace_landmarks.data.annotation_io import (
@@ -41,7 +48,7 @@ def read_dlib_xml(source: Source, expected_points: int | None = None) -> list[La
 
 
 def _parse_dlib(content: bytes, label: str, expected_points: int | None) -> list[LandmarkRecord]:
-    root = ET.fromstring(content)
+    root = _safe_xml(content, label)
     if root.tag != "dataset":
         raise FormatError(f"{label}: root element is <{root.tag[:40]}>, expected <dataset>")
     boxes = []
@@ -54,7 +61,21 @@ def _parse_dlib(content: bytes, label: str, expected_points: int | None) -> list
     count = largest + 1 if expected_points is None else expected_points
     if largest >= count:
         raise FormatError(f"{label}: part index {largest} but expected {count} points")
-    return [_dlib_record(name, box, parts, count, label) for name, box, parts in boxes]
+    return [
+        _dlib_record(name, box, parts, count, label, index)
+        for index, (name, box, parts) in enumerate(boxes)
+    ]
+
+
+def _safe_xml(content: bytes, label: str) -> ET.Element:
+    """Parse untrusted XML: no DTD, so no entity expansion and no external reads."""
+    try:
+        return safe_fromstring(content, forbid_dtd=True)
+    except DefusedXmlException as error:
+        raise FormatError(
+            f"{label}: refused: the XML declares a DTD or entities ({type(error).__name__}); "
+            "annotation files must not"
+        ) from error
 
 
 def _dlib_parts(box: ET.Element, label: str) -> dict[int, tuple[float, float]]:
@@ -81,14 +102,14 @@ def _attr(element: ET.Element, key: str, label: str) -> str:
     return value
 
 
-def _dlib_record(name, box, parts, count, label) -> LandmarkRecord:
+def _dlib_record(name, box, parts, count, label, index) -> LandmarkRecord:
     left, top, width, height = (
         parse_number(_attr(box, key, label), label, f"box {key}")
         for key in ("left", "top", "width", "height")
     )
     points = [parts.get(i, (0.0, 0.0)) for i in range(count)]
     visibility = [i in parts for i in range(count)]
-    meta = {"bbox": [left, top, width, height]}
+    meta = {"bbox": [left, top, width, height], "where": f"box {index}"}
     if box.get("ignore") is not None:
         meta["ignore"] = box.get("ignore")
     return make_record(name, points, visibility, (left, top, left + width, top + height), meta)

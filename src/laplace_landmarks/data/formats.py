@@ -161,7 +161,8 @@ def _csv_record(row: list[str], count: int, where: str) -> LandmarkRecord:
     if "\x00" in row[0]:
         raise FormatError(f"{where}: the image name contains a NUL character")
     values = [parse_number(v, where, f"column {i + 1}") for i, v in enumerate(row[1:])]
-    return make_record(row[0].strip(), values, [True] * count)
+    line = where.rpartition(":")[2]
+    return make_record(row[0].strip(), values, [True] * count, meta={"where": f"line {line}"})
 
 
 def write_landmarks_csv(path: str | Path, records: Sequence[LandmarkRecord]) -> None:

@@ -23,11 +23,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from laplace_landmarks.errors import ImageError
 
+#: The most pixels an image (or a video frame, see ``video.read_frames``) may have; checked
+#: from the file's header before any pixel is decoded.
+MAX_PIXELS = 50_000_000
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _ALPHA_MODES = ("RGBA", "RGBa", "LA", "La", "PA")
 
 
-def load_image(path: str | Path, max_pixels: int = 50_000_000) -> np.ndarray:
+def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as an (H, W, 3) uint8 RGB array, EXIF orientation applied.
 
     Points on the result are (x, y), 0-based, pixel centres at integers. The header's size is
@@ -46,7 +49,7 @@ def load_image(path: str | Path, max_pixels: int = 50_000_000) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                _check_size(image, max_pixels, path)
+                check_pixels(image.size, max_pixels, path)
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return _pil_to_rgb(image)
@@ -62,13 +65,16 @@ def load_image(path: str | Path, max_pixels: int = 50_000_000) -> np.ndarray:
         ) from error
 
 
-def _check_size(image: Image.Image, max_pixels: int, path: Path) -> None:
-    width, height = image.size
+def check_pixels(size: tuple[int, int], max_pixels: int, name: object, what: str = "image") -> None:
+    """Raise ImageError naming ``name`` when a ``(width, height)`` is empty or holds more than
+    ``max_pixels`` pixels (meant for a header's size, before anything is decoded); ``what``
+    says what has that size ("image", "video frame")."""
+    width, height = size
     if width <= 0 or height <= 0:
-        raise ImageError(f"{path}: image has an empty size {width}x{height}")
+        raise ImageError(f"{name}: {what} has an empty size {width}x{height}")
     if width * height > max_pixels:
         raise ImageError(
-            f"{path}: image is {width}x{height} = {width * height} pixels, "
+            f"{name}: {what} is {width}x{height} = {width * height} pixels, "
             f"more than max_pixels={max_pixels}; refusing to decode it"
         )
 
@@ -81,7 +87,8 @@ def _pil_to_rgb(image: Image.Image) -> np.ndarray:
         gray = np.rint(np.clip(values, 0, 65535) / 257.0).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
     if mode == "F":
-        values = np.asarray(image, dtype=np.float64)
+        with np.errstate(invalid="ignore"):  # a signalling NaN warns when cast; it stays NaN
+            values = np.asarray(image, dtype=np.float64)
         values = np.nan_to_num(values, nan=0.0, posinf=255.0, neginf=0.0)
         scale = 255.0 if values.size and values.max() <= 1.0 else 1.0
         gray = np.rint(np.clip(values * scale, 0, 255)).astype(np.uint8)
@@ -107,31 +114,42 @@ def to_rgb_array(image: str | Path | Image.Image | np.ndarray, name: str = "imag
     Points on the result are (x, y), 0-based, pixel centres at integers.
 
     Raises:
-        ValueError: naming ``name``, for a wrong type, dtype, shape or an empty image.
-        ImageError: for a path that cannot be read.
+        ImageError (a ValueError): naming the path or ``name``, for a path that cannot be read, a
+            wrong type, dtype or shape, an empty image, or a PIL image that cannot be converted
+            or holds more than ``MAX_PIXELS`` pixels (checked before it is loaded).
     """
     if isinstance(image, str | Path):
         return load_image(image)
     if isinstance(image, Image.Image):
-        try:
-            image.load()
-            return _pil_to_rgb(image)
-        except Exception as error:
-            raise ValueError(f"{name}: cannot convert the PIL image to RGB ({error})") from error
+        return _pil_image_to_rgb(image, name)
     if not isinstance(image, np.ndarray):
-        raise ValueError(
+        raise ImageError(
             f"{name}: expected a path, a PIL image or a numpy array, got {type(image).__name__}"
         )
     return _validate_array(image, name)
 
 
+def _pil_image_to_rgb(image: Image.Image, name: str) -> np.ndarray:
+    """A PIL image (loaded or still lazy) as RGB; ImageError naming ``name`` when it cannot be."""
+    check_pixels(image.size, MAX_PIXELS, name)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image.load()
+            return _pil_to_rgb(image)
+    except Exception as error:  # Pillow's decoders raise OSError, SyntaxError, ValueError, ...
+        raise ImageError(
+            f"{name}: cannot convert the PIL image to RGB ({type(error).__name__}: {error})"
+        ) from error
+
+
 def _validate_array(array: np.ndarray, name: str) -> np.ndarray:
     if array.dtype != np.uint8:
-        raise ValueError(f"{name}: expected dtype uint8, got {array.dtype}")
+        raise ImageError(f"{name}: expected dtype uint8, got {array.dtype}")
     if array.ndim == 2:
         array = np.repeat(array[..., None], 3, axis=2)
     elif array.ndim != 3 or array.shape[2] != 3:
-        raise ValueError(f"{name}: expected shape (H, W, 3) or (H, W), got {array.shape}")
+        raise ImageError(f"{name}: expected shape (H, W, 3) or (H, W), got {array.shape}")
     if array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name}: image is empty, shape {array.shape}")
+        raise ImageError(f"{name}: image is empty, shape {array.shape}")
     return np.ascontiguousarray(array)

@@ -15,7 +15,8 @@ The members' heatmaps are averaged as *probabilities*: the forward pass returns
 The ensemble is an ordinary ``nn.Module`` (``config`` and ``point_offset`` like any generator),
 so ``Landmarker``, the mirror, ``calibrate`` (it refits ``point_offset`` for the whole) and ONNX
 export work on it unchanged. Members must share the landmark count, the output stride and the
-crop size; they may differ in width, depth or training run.
+crop size; they may differ in width, depth or training run. A member cannot be an ensemble itself
+(the weights file describes one level of members): join the members of both instead.
 
 Example:
     >>> import torch
@@ -44,6 +45,9 @@ class EnsembleGenerator(nn.Module):
         super().__init__()
         if len(members) < 2:
             raise ValueError(f"an ensemble needs at least 2 members, got {len(members)}")
+        if any(isinstance(member, EnsembleGenerator) for member in members):
+            # its weights file lists one config per member: a nested ensemble has none
+            raise ValueError("an ensemble member cannot be an ensemble itself; join its members")
         configs = [getattr(m, "config", None) for m in members]
         if any(c is None for c in configs):
             raise ValueError("every ensemble member must be a generator with a config")
@@ -57,10 +61,7 @@ class EnsembleGenerator(nn.Module):
                     )
         self.members = nn.ModuleList(members)
         self.config = first  # landmark count, output stride and input checks of member 0
-        offsets = [getattr(m, "point_offset", None) for m in members]
-        zero = torch.zeros(first.num_landmarks, 2)
-        mean = torch.stack([zero if o is None else o.detach().float() for o in offsets]).mean(0)
-        self.register_buffer("point_offset", mean)
+        self.register_buffer("point_offset", _mean_offset(members, first.num_landmarks))
         self.register_buffer("scale_factor", torch.ones(()))
         self.register_load_state_dict_pre_hook(default_fitted_buffers)
 
@@ -72,3 +73,15 @@ class EnsembleGenerator(nn.Module):
             log_probs.append(torch.log_softmax(logits.float().reshape(b, k, h * w), dim=-1))
         mixed = torch.logsumexp(torch.stack(log_probs), dim=0) - math.log(len(log_probs))
         return mixed.reshape(b, k, h, w)
+
+
+def _mean_offset(members: Sequence[nn.Module], num_landmarks: int) -> torch.Tensor:
+    """The mean of the members' ``point_offset`` buffers (zero for a member without one), ``(K, 2)``.
+
+    Members on the meta device (``checkpoints.expected_generator``) have no values to average:
+    an empty meta buffer stands in, as the weights file's own ``point_offset`` replaces it."""
+    offsets = [getattr(m, "point_offset", None) for m in members]
+    if any(isinstance(o, torch.Tensor) and o.is_meta for o in offsets):
+        return torch.empty(num_landmarks, 2, device="meta")
+    zero = torch.zeros(num_landmarks, 2)
+    return torch.stack([zero if o is None else o.detach().float() for o in offsets]).mean(0)
