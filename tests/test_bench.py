@@ -76,7 +76,8 @@ def test_cli_rejects_bad_arguments(capsys):
 
 
 def test_cli_prints_table(capsys):
-    code = main(["bench", "--widths", "1/16", "--backends", "torch", "--repeats", "1"])
+    argv = ["bench", "--arch", "rcn", "--widths", "1/16", "--backends", "torch", "--repeats", "1"]
+    code = main(argv)
     out = capsys.readouterr().out
     assert code == 0
     assert "| rcn | 1/16 | torch | random | 1 | 4,132 |" in out

@@ -57,7 +57,7 @@ def coverage_from(out: str) -> float:
 
 def test_check_ytf68_by_name(test_data, capsys):
     root = test_data / "ytf68_slice"
-    assert main(["data", "check", "ytf68", "--split", "test", "--root", str(root)]) == 0
+    assert main(["data", "check", "ytf68", "--split", "test", "--data-root", str(root)]) == 0
     out = capsys.readouterr().out
     assert "faces: 16 (16 labelled), skipped: 0" in out and "points per face: 68" in out
     assert coverage_from(out) > 99.5
@@ -65,7 +65,7 @@ def test_check_ytf68_by_name(test_data, capsys):
 
 @pytest.mark.shared_data
 def test_check_full_ytf68_test_split(shared_data, capsys):
-    assert main(["data", "check", "ytf68", "--split", "test", "--root", str(shared_data)]) == 0
+    assert main(["data", "check", "ytf68", "--split", "test", "--data-root", str(shared_data)]) == 0
     out = capsys.readouterr().out
     assert "faces: 845 (845 labelled)" in out
     assert coverage_from(out) == pytest.approx(99.89, abs=0.01)  # docs/results.md

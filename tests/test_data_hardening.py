@@ -410,7 +410,9 @@ def test_train_help_says_which_options_resume_applies(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--width WIDTH width multiplier (1, 0.5, 0.25, 0.125, 0.0625); resume: fixed" in text
-    assert "--lr LR resume: applied" in text and "--seed SEED resume: fixed" in text
+    assert "--lr LR learning rate; resume: applied" in text
+    assert "--seed SEED seed of the initial weights" in text
+    assert "augmentation; resume: fixed" in text
 
 
 # --- 6. evaluate checks --plots and --json before scoring ---------------------------------------

@@ -139,7 +139,7 @@ def _with_skipped(summary: dict[str, Any], skipped: int) -> dict[str, Any]:
 def evaluate_checkpoint(
     checkpoint: str | Path,
     dataset: str = "ytf68",
-    split: str = "test",
+    split: str | None = None,
     *,
     root: str | None = None,
     crop: str = "five-point",
@@ -150,6 +150,8 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Score a checkpoint (path or shipped name) on ``dataset``/``split``; a JSON-ready dict.
 
+    ``split`` None is the dataset's test split (`default_split`: ``common`` for 300W).
+
     Keys: ``checkpoint``, ``dataset``, ``split``, ``crop``, ``num_landmarks``, ``norms``,
     ``summary`` (`summarize` in image pixels, with ``calibration`` in image pixels),
     ``mean_scale_crop_px`` / ``mean_scale_image_px`` (mean predicted b), ``spearman_crop_px``
@@ -159,9 +161,11 @@ def evaluate_checkpoint(
     ``plots`` (the PNGs written to ``plots_dir``: see `write_plots`).
     """
     from laplace_landmarks.checkpoints import load_generator
+    from laplace_landmarks.data.datasets import default_split
     from laplace_landmarks.decoding import predict_crops
     from laplace_landmarks.training import default_cache_dir
 
+    split = split or default_split(dataset, "test")
     if plots_dir is not None:
         check_plotting(plots_dir)
     if threads:

@@ -293,7 +293,7 @@ def _face_detail(face: PathFace, index: int, ours: dict, dlib: dict | None) -> d
 def run_landmarker_protocol(
     checkpoint: str,
     data: str,
-    split: str,
+    split: str | None = None,
     root: str | Path | None = None,
     *,
     limit: int | None = None,
@@ -308,10 +308,13 @@ def run_landmarker_protocol(
     """``evaluate --protocol landmarker``: load everything, run :func:`path_faces` and
     :func:`evaluate_path`, and add the split's honest label, the settings and the machine.
 
-    ``progress(stage, done, total)`` (stage "detect" or "predict") is called after each face.
-    Bad input raises LandmarksError (one line)."""
+    ``split`` None is the dataset's test split (``common`` for 300W). ``progress(stage, done,
+    total)`` (stage "detect" or "predict") is called after each face. Bad input raises
+    LandmarksError (one line)."""
     from laplace_landmarks.bench import cpu_name
+    from laplace_landmarks.data.datasets import default_split
 
+    split = split or default_split(data, "test")
     predictor_path = find_dlib_predictor(dlib_predictor) if dlib else None
     samples = load_labelled_faces(data, split, root, limit)
     landmarker = load_landmarker(checkpoint, flip_test, threads, refine)

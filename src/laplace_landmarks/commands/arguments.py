@@ -1,10 +1,15 @@
-"""Argument types shared by several commands (argparse ``type=`` callables)."""
+"""Argument helpers shared by several commands: ``type=`` callables, the data-root option and
+plain-text descriptions."""
 
 from __future__ import annotations
 
 import argparse
+import re
+
+from laplace_landmarks.data.datasets import DATA_ROOT_ENV
 
 MAX_THREADS = 1024  # --threads bound, as for the recipes' train.threads (config.py)
+_ROLE = re.compile(r":[a-z]+:`([^`]+)`")  # a Sphinx role such as :func:`name`
 
 
 def thread_count(text: str) -> int:
@@ -16,3 +21,18 @@ def thread_count(text: str) -> int:
     if not 1 <= value <= MAX_THREADS:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_THREADS}, got {text!r}")
     return value
+
+
+def add_data_root(parser: argparse.ArgumentParser, holding: str = "the dataset") -> None:
+    """Add ``--data-root``, the one name of the data root option (``root=`` in Python)."""
+    parser.add_argument(
+        "--data-root",
+        metavar="FOLDER",
+        help=f"folder of {holding}, or the data root holding it (default: ${DATA_ROOT_ENV}, "
+        "else ../shared/data)",
+    )
+
+
+def plain(doc: str) -> str:
+    """A docstring as command-line text: backticks and Sphinx roles (:func:) removed."""
+    return _ROLE.sub(r"\1", doc).replace("`", "")

@@ -3,9 +3,10 @@
 For each width x backend (torch, torch-batched, onnx, onnx-batched, onnx-int8) it prints
 parameters, float32 storage, MFLOP per face, faces/s, the share of the machine's measured
 single-thread fp32 peak, and whole-image frames/s through ``Landmarker.predict`` (dlib HOG
-detection included). ``--arch rcn-lite`` benches the output-stride-2 generator. Widths
-without a shipped model run with random weights. See ``laplace_landmarks.bench`` for details.
-The ONNX backends need ``pip install laplace-landmarks[onnx]``.
+detection included). ``--arch`` picks the generator: by default that of the default shipped
+model (``rcn-lite``, output stride 2; ``laplace-landmarks models`` lists them); ``rcn`` is the
+paper's. Widths without a shipped model run with random weights. See ``laplace_landmarks.bench``
+for details. The ONNX backends need ``pip install laplace-landmarks[onnx]``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
+from laplace_landmarks.commands.arguments import plain
 from laplace_landmarks.config import GENERATORS
 from laplace_landmarks.errors import LandmarksError
 
@@ -22,7 +24,7 @@ from laplace_landmarks.errors import LandmarksError
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` command."""
     parser = subparsers.add_parser(
-        "bench", help="CPU speed, size and FLOPs per width and backend", description=__doc__
+        "bench", help="CPU speed, size and FLOPs per width and backend", description=plain(__doc__)
     )
     parser.add_argument(
         "--widths", nargs="+", default=["1", "1/2", "1/4", "1/8", "1/16"], help="e.g. 1/4 1/8"
@@ -35,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--arch",
         choices=GENERATORS,
-        default="rcn",
-        help="generator: the paper's RCN (default) or rcn-lite (output stride 2)",
+        help="generator: rcn-lite (output stride 2) or the paper's rcn (default: the default "
+        "shipped model's)",
     )
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement")
     parser.add_argument("--batch-size", type=int, default=64, help="faces per *-batched call")
@@ -61,6 +63,13 @@ def parse_widths(values: list[str]) -> list[float]:
     return widths
 
 
+def default_arch() -> str:
+    """The generator of the default shipped model (index entries without ``arch`` are rcn)."""
+    from laplace_landmarks.weights import pretrained_entry
+
+    return pretrained_entry().get("arch", "rcn")
+
+
 def run_bench_command(args: argparse.Namespace) -> int:
     from laplace_landmarks import bench
 
@@ -78,7 +87,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         image=args.image,
         batch_size=args.batch_size,
-        arch=args.arch,
+        arch=args.arch or default_arch(),
     )
     if args.json:
         print(json.dumps(bench.rows_to_json(rows, peak), indent=1))

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import argparse
 
+from laplace_landmarks.commands.arguments import plain
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``cache`` command (``cache`` lists, ``cache clear`` deletes)."""
     parser = subparsers.add_parser(
-        "cache", help="show or clear the cache of ONNX exports and crop caches", description=__doc__
+        "cache",
+        help="show or clear the cache of ONNX exports and crop caches",
+        description=plain(__doc__),
     )
     parser.add_argument(
         "action", nargs="?", choices=("list", "clear"), default="list",

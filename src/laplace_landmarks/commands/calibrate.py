@@ -7,13 +7,15 @@ the validation split before and after. Then, with that offset applied, it fits o
 the 90 % interval |error| <= b ln(10) cover 90 % of the validation points (per axis), and prints
 the coverage before and after (``--no-scale`` skips this and keeps the file's factor). It writes
 new safetensors weights; the input file is never overwritten. The test split is never used here.
+The splits default to the dataset's: trainval-train / val for 300W and ytf68, train / val for a
+folder dataset (e.g. one written by data pseudo-label) and the COCO sets.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from laplace_landmarks.commands.arguments import thread_count
+from laplace_landmarks.commands.arguments import add_data_root, plain, thread_count
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,17 +23,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "calibrate",
         help="fit the point offset (training split) and the scale factor (validation split)",
-        description=__doc__,
+        description=plain(__doc__),
     )
     p.add_argument("--checkpoint", required=True, help=".pt, .safetensors or a shipped name")
     p.add_argument("--out", required=True, help="new .safetensors weights file")
-    p.add_argument("--data", default="ytf68", help="dataset name (default ytf68)")
-    p.add_argument("--data-root", help="folder holding the dataset (default ../shared/data)")
-    p.add_argument("--fit-split", default="trainval-train", help="split to fit on (training)")
+    p.add_argument(
+        "--data", default="ytf68", help="dataset name (ytf68, 300w, folder, ...; default ytf68)"
+    )
+    add_data_root(p)
+    p.add_argument(
+        "--fit-split",
+        help="training split to fit the offset on (default: trainval-train for 300w and ytf68, "
+        "else train)",
+    )
     p.add_argument(
         "--check-split",
-        default="val",
-        help="split to report and to fit the scale factor on (validation)",
+        help="validation split to report and to fit the scale factor on (default: val)",
     )
     p.add_argument(
         "--no-scale",
@@ -45,14 +52,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     from laplace_landmarks.calibration import calibrate_weights
+    from laplace_landmarks.data.datasets import default_split
     from laplace_landmarks.evaluation_run import write_json_atomic
 
+    check_split = args.check_split or default_split(args.data, "val")
     result = calibrate_weights(
         args.checkpoint,
         args.out,
         dataset=args.data,
-        fit_split=args.fit_split,
-        check_split=args.check_split,
+        fit_split=args.fit_split or default_split(args.data, "fit"),
+        check_split=check_split,
         root=args.data_root,
         threads=args.threads,
         fit_scale=not args.no_scale,
@@ -69,7 +78,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     fit = result["scale_fit"]
     if fit:
         print(
-            f"90 % interval coverage on {args.check_split}: {100 * fit['coverage_before']:.1f} % "
+            f"90 % interval coverage on {check_split}: {100 * fit['coverage_before']:.1f} % "
             f"-> {100 * fit['coverage_after']:.1f} % (scale factor {fit['factor']:.4f}; "
             f"Laplace MLE would give {fit['mle_factor']:.4f})"
         )

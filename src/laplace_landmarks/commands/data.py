@@ -1,9 +1,11 @@
 """``laplace-landmarks data check``: counts, crop coverage, skipped files and a contact sheet.
 
-Faces the loader accepts but no crop can use (every point in one place, coordinates far beyond
-any image, a face box of zero size) are listed as problems, one line per face naming its image,
-and left out of the coverage; the check still finishes. Coordinates are (x, y), 0-based, with
-pixel centres at integers.
+A dataset is a name read from the data root, or a folder in any layout the loaders read (ytf68
+CSV, 300W tree, COCO JSON, images with .pts, images alone). A folder with none of these, or a
+dataset with no face that loads, is an error (exit 2). Faces the loader accepts but no crop can
+use (every point in one place, coordinates far beyond any image, a face box of zero size) are
+listed as problems, one line per face naming its image, and left out of the coverage; the check
+still finishes. Coordinates are (x, y), 0-based, with pixel centres at integers.
 """
 
 from __future__ import annotations
@@ -15,21 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from laplace_landmarks.atomic import make_folder
+from laplace_landmarks.commands.arguments import add_data_root, plain
 from laplace_landmarks.data.checks import check_crop_fits, face_problem, labelled_crop
 from laplace_landmarks.data.crops import DEFAULT_EXTENSION, warp_crop
+from laplace_landmarks.data.datasets import DATASET_NAMES, FOLDER_LAYOUTS
 from laplace_landmarks.data.types import LandmarkDataset, Sample
 from laplace_landmarks.errors import LandmarksError
 
-DATASET_NAMES = ("ytf68", "300w", "aflw", "wflw", "cofw", "unlabeled")
-DEFAULT_SPLITS = {
-    "ytf68": "train",
-    "300w": "train",
-    "aflw": "train",
-    "wflw": "train",
-    "cofw": "train",
-    "unlabeled": "all",
-    "folder": "all",
-}
 MAX_SKIPPED_SHOWN = 20  # also the most problem faces listed
 
 
@@ -37,16 +31,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``data`` with its ``check`` subcommand."""
     parser = subparsers.add_parser("data", help="inspect datasets")
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    check = actions.add_parser("check", help="counts, crop coverage, skipped files, contact sheet")
-    check.add_argument(
-        "dataset", metavar="PATH_OR_NAME", help=f"one of {DATASET_NAMES} or a folder"
+    check = actions.add_parser(
+        "check",
+        help="counts, crop coverage, skipped files, contact sheet",
+        description=plain(__doc__),
     )
-    check.add_argument("--split", default=None, help="split (default: the dataset's default)")
-    check.add_argument("--root", default=None, help="data root (default: ../shared/data or env)")
-    check.add_argument("--extension", type=float, default=DEFAULT_EXTENSION)
+    check.add_argument(
+        "dataset",
+        metavar="PATH_OR_NAME",
+        help=f"a dataset name ({', '.join(DATASET_NAMES)}) read from --data-root, or a folder "
+        f"holding {FOLDER_LAYOUTS}",
+    )
+    check.add_argument(
+        "--split",
+        default=None,
+        help="split to check (default: the dataset's training split, or the whole folder)",
+    )
+    add_data_root(check, "the named dataset")
+    check.add_argument("--root", dest="data_root", help=argparse.SUPPRESS)  # deprecated name
+    check.add_argument(
+        "--extension",
+        type=float,
+        default=DEFAULT_EXTENSION,
+        help=f"crop extension around the face for the coverage (default {DEFAULT_EXTENSION})",
+    )
     check.add_argument("--sheet", type=Path, default=None, help="write a contact sheet PNG here")
     check.add_argument("--num", type=int, default=16, help="faces on the contact sheet")
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument(
+        "--seed", type=int, default=0, help="which faces the contact sheet shows (default 0)"
+    )
     check.set_defaults(func=run_check)
     label = actions.add_parser(
         "pseudo-label",
@@ -58,25 +71,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     label.add_argument("images", type=Path, help="folder of face images (searched recursively)")
     label.add_argument("--out", type=Path, required=True, help="new folder for the dataset")
     label.add_argument("--predictor", default=None, help="dlib 68-point .dat file")
-    label.add_argument("--val-fraction", type=float, default=0.1)
-    label.add_argument("--seed", type=int, default=0)
+    label.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of the faces written to OUT/val (default 0.1)",
+    )
+    label.add_argument("--seed", type=int, default=0, help="which faces go to val (default 0)")
     label.add_argument("--limit", type=int, default=None, help="label only the first N images")
     label.set_defaults(func=run_pseudo_label)
 
 
 def open_dataset(name_or_path: str, split: str | None, root: str | None) -> LandmarkDataset:
-    """A named dataset, or a folder of annotated images; bad paths raise LandmarksError."""
-    from laplace_landmarks.data.datasets import load_dataset
+    """A named dataset, or a folder in a layout the loaders read; bad input raises
+    LandmarksError."""
+    from laplace_landmarks.data.datasets import default_split, detect_dataset, load_dataset
 
     name = name_or_path.lower()
-    if name not in DATASET_NAMES:
-        if not Path(name_or_path).is_dir():
-            raise LandmarksError(
-                f"{name_or_path!r} is neither a dataset name {DATASET_NAMES} nor an existing folder"
-            )
-        name, root = "folder", name_or_path
+    if name in DATASET_NAMES:
+        split = split or default_split(name, "train")
+    elif not Path(name_or_path).is_dir():
+        raise LandmarksError(
+            f"{name_or_path!r} is neither a dataset name {DATASET_NAMES} nor an existing folder"
+        )
+    elif root is not None:
+        raise LandmarksError(
+            f"--data-root {root}: only for a dataset name; {name_or_path} is a folder, give it alone"
+        )
+    else:
+        detected = detect_dataset(name_or_path)
+        if detected is None:
+            raise LandmarksError(f"{name_or_path}: no dataset here; expected {FOLDER_LAYOUTS}")
+        name, root, split = detected.name, name_or_path, split or detected.split
     try:
-        return load_dataset(name, split or DEFAULT_SPLITS[name], root=root)
+        return load_dataset(name, split, root=root)
     except LandmarksError:
         raise
     except (OSError, ValueError) as exc:
@@ -222,7 +250,7 @@ def print_labelled(labelled: list[Sample], extension: float) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     check_options(args)
-    dataset = open_dataset(args.dataset, args.split, args.root)
+    dataset = open_dataset(args.dataset, args.split, args.data_root)
     labelled = [s for s in dataset.samples if s.points is not None]
     print(f"dataset: {dataset.name} split: {dataset.split}")
     print(
@@ -233,6 +261,11 @@ def run_check(args: argparse.Namespace) -> int:
     if labelled:
         print_labelled(labelled, args.extension)
     print_listed("skipped", dataset.skipped)
+    if not dataset.samples:
+        raise LandmarksError(
+            f"{args.dataset}: no face loaded from {dataset.name}/{dataset.split}"
+            + (f" ({len(dataset.skipped)} files skipped, listed above)" if dataset.skipped else "")
+        )
     if args.sheet is not None:
         drawn, failed = contact_sheet(dataset, args.sheet, args.num, args.extension, args.seed)
         for path, reason in failed:

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 
+from laplace_landmarks.commands.arguments import plain
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``ensemble`` command."""
     p = subparsers.add_parser(
         "ensemble",
         help="join trained weights files into one ensemble weights file",
-        description=__doc__,
+        description=plain(__doc__),
     )
     p.add_argument(
         "members", nargs="+", help=".safetensors/.pt files or shipped names (2 to 16; no ensembles)"
@@ -37,10 +39,12 @@ def run_ensemble(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     if out.suffix != ".safetensors":
-        raise LandmarksError(f"out: must end in .safetensors, got {out}")
+        raise LandmarksError(f"--out {out}: must end in .safetensors")
     paths = [resolve_checkpoint(member) for member in args.members]
     if any(out.resolve() == path.resolve() for path in paths):
-        raise LandmarksError("out: must differ from every member (members are never overwritten)")
+        raise LandmarksError(
+            f"--out {out}: must differ from every member (members are never overwritten)"
+        )
     ensemble = save_ensemble(paths, out)
     print(
         f"wrote {out}: {len(paths)} members, {count_parameters(ensemble):,} parameters "

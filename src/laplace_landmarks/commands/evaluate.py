@@ -1,4 +1,7 @@
-"""``laplace-landmarks evaluate --checkpoint PATH --data NAME --split S``: score a model.
+"""``laplace-landmarks evaluate --checkpoint PATH --data NAME [--split S]``: score a model.
+
+The split defaults to the dataset's test split: ``test`` for ytf68, AFLW, WFLW and COFW,
+``common`` for 300W (which has no ``test``), ``all`` for a folder dataset.
 
 Prints NME (inter-ocular and inter-pupil for 68 points, box-normalised otherwise), AUC@0.08,
 FR@0.08, the mean predicted Laplace scale b (crop and image pixels), the Spearman correlation of
@@ -22,14 +25,14 @@ from __future__ import annotations
 
 import argparse
 
-from laplace_landmarks.commands.arguments import thread_count
+from laplace_landmarks.commands.arguments import add_data_root, plain, thread_count
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "evaluate",
         help="score a checkpoint on a dataset split (NME, AUC, FR, scale calibration)",
-        description=__doc__.split("\n\n", 1)[1],
+        description=plain(__doc__.split("\n\n", 1)[1]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -38,8 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a .pt checkpoint, a .safetensors weights file, or a shipped model name",
     )
     p.add_argument("--data", default="ytf68", help="dataset name (ytf68, 300w, aflw, wflw, ...)")
-    p.add_argument("--split", default="test", help="split to score (default: test)")
-    p.add_argument("--data-root", help="folder holding the dataset (default: ../shared/data)")
+    p.add_argument(
+        "--split",
+        help="split to score (default: the dataset's test split: test, or common for 300w)",
+    )
+    add_data_root(p)
     p.add_argument(
         "--crop",
         choices=["five-point", "detector", "box"],

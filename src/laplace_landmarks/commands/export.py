@@ -15,13 +15,16 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from laplace_landmarks.commands.arguments import plain
 from laplace_landmarks.errors import LandmarksError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``export`` command."""
     parser = subparsers.add_parser(
-        "export", help="export a model to ONNX and verify it with ONNX Runtime", description=__doc__
+        "export",
+        help="export a model to ONNX and verify it with ONNX Runtime",
+        description=plain(__doc__),
     )
     parser.add_argument("--model", default=None, help="shipped model name or weights path")
     parser.add_argument("--onnx", type=Path, required=True, metavar="OUT", help="the .onnx file")

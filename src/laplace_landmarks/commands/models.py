@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from laplace_landmarks.commands.arguments import plain
 from laplace_landmarks.errors import LandmarksError
 
 _NME_LINE = re.compile(r"\bNME\b", re.IGNORECASE)
@@ -15,7 +16,7 @@ _NME_LINE = re.compile(r"\bNME\b", re.IGNORECASE)
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``models`` command."""
     parser = subparsers.add_parser(
-        "models", help="list the shipped pretrained models", description=__doc__
+        "models", help="list the shipped pretrained models", description=plain(__doc__)
     )
     parser.set_defaults(func=run_models)
 

@@ -15,13 +15,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from laplace_landmarks.commands.arguments import plain
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``ray-predict`` command."""
     parser = subparsers.add_parser(
         "ray-predict",
         help="landmarks for a CSV manifest of images on a Ray cluster (Parquet/JSON shards)",
-        description=__doc__.split("\n\n", 1)[1],
+        description=plain(__doc__.split("\n\n", 1)[1]),
     )
     parser.add_argument("manifest", type=Path, metavar="MANIFEST", help="CSV: path[,x0,y0,x1,y1]")
     parser.add_argument("--out", type=Path, required=True, help="new or empty output folder")
@@ -29,10 +31,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--address", default=None, help='Ray cluster: "auto", "ray://HOST:10001" (default: local)'
     )
-    parser.add_argument("--format", choices=("parquet", "json"), default="parquet")
+    parser.add_argument(
+        "--format",
+        choices=("parquet", "json"),
+        default="parquet",
+        help="shard file format (default parquet)",
+    )
     parser.add_argument("--model", default=None, help="shipped model name or weights path")
     parser.add_argument("--batch-size", type=int, default=16, help="images per batch")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="run the model with torch (default) or ONNX Runtime",
+    )
     parser.set_defaults(func=run_ray_predict)
 
 

@@ -27,14 +27,14 @@ import argparse
 import shlex
 from fractions import Fraction
 
-from laplace_landmarks.commands.arguments import thread_count
+from laplace_landmarks.commands.arguments import add_data_root, plain, thread_count
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "reproduce",
         help="run the paper's comparison grid on ytf68 and write the results page",
-        description=__doc__.split("\n\n", 1)[1],
+        description=plain(__doc__.split("\n\n", 1)[1]),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true", help="tiny smoke grid (~10 min on 2 cores)")
@@ -56,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, help="seeds per config (default 3; quick 1)")
     p.add_argument("--epochs", type=int, help="epochs per run (default 200; quick 3)")
     p.add_argument("--threads", type=thread_count, help="torch CPU threads for training")
-    p.add_argument("--data-root", help="ytf68 folder, or the data root holding it")
+    add_data_root(p, "ytf68")
     p.add_argument("--unlabeled", help="unlabelled faces (default <data root>/unlabeled/ytf)")
     p.add_argument("--cache-dir", help="where crop caches go (default ~/.cache/laplace-landmarks)")
     p.add_argument("--batch-size", type=int, help="override the recipes' batch size (32)")
@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Table 3's widths, comma-separated (full: 1/16,1/8,1/4,1/2,1; else 1/16,1/8)",
     )
     p.add_argument("--device", default="cpu", help="where runs train: cpu (default), cuda, auto")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 

@@ -12,23 +12,25 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from laplace_landmarks.commands.arguments import thread_count
+from laplace_landmarks.commands.arguments import add_data_root, plain, thread_count
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``study`` command (one study so far: ``unlabeled``)."""
     p = subparsers.add_parser("study", help="run a grid of training runs and summarise it")
     studies = p.add_subparsers(dest="study", metavar="STUDY", required=True)
-    u = studies.add_parser("unlabeled", help="+D(N) on 300W with few labels", description=__doc__)
+    u = studies.add_parser(
+        "unlabeled", help="+D(N) on 300W with few labels", description=plain(__doc__)
+    )
     u.add_argument("--out", required=True, help="study folder (one sub-folder per run)")
     u.add_argument("--widths", default="fast,default", help="comma list of: fast, default")
     u.add_argument("--n", default="0,1000,2000,all", help="comma list of N (0 = D off, all)")
     u.add_argument("--seeds", default="0,1,2", help="comma list of seeds")
-    u.add_argument("--epochs", type=int, default=40)
+    u.add_argument("--epochs", type=int, default=40, help="epochs per run (default 40)")
     u.add_argument("--shard", default="1/1", metavar="K/N", help="train every N-th run from K-th")
     u.add_argument("--report-only", action="store_true", help="only write the summary")
     u.add_argument("--threads", type=thread_count, default=1, help="torch CPU threads (default 1)")
-    u.add_argument("--data-root", help="folder holding 300w (default: the shared data root)")
+    add_data_root(u, "300w")
     u.add_argument("--unlabeled", help="folder of unlabelled faces (default: the shared pool)")
     u.add_argument("--cache-dir", help="crop caches (default $LAPLACE_LANDMARKS_CACHE)")
     u.add_argument("--max-train", type=int, help="only the first N training faces (tests)")
@@ -50,14 +52,14 @@ def parse_args(args: argparse.Namespace) -> dict:
         return values
 
     try:
-        seeds = [int(s) for s in items(args.seeds, "seeds")]
+        seeds = [int(s) for s in items(args.seeds, "--seeds")]
     except ValueError:
         raise LandmarksError(
-            f"seeds: expected whole numbers such as 0,1,2, got {args.seeds!r}"
+            f"--seeds: expected whole numbers such as 0,1,2, got {args.seeds!r}"
         ) from None
     shard = parse_shard(args.shard)
     if args.epochs < 1:
-        raise LandmarksError(f"epochs: must be >= 1, got {args.epochs}")
+        raise LandmarksError(f"--epochs: must be >= 1, got {args.epochs}")
     overrides = {
         "train.threads": args.threads,
         "data.root": args.data_root,
@@ -68,8 +70,8 @@ def parse_args(args: argparse.Namespace) -> dict:
         "train.batch_size": args.batch_size,
     }
     return {
-        "widths": items(args.widths, "widths"),
-        "ns": [parse_n(v) for v in items(args.n, "n")],
+        "widths": items(args.widths, "--widths"),
+        "ns": [parse_n(v) for v in items(args.n, "--n")],
         "seeds": seeds,
         "epochs": args.epochs,
         "shard": shard,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from laplace_landmarks.commands.arguments import thread_count
+from laplace_landmarks.commands.arguments import add_data_root, thread_count
 from laplace_landmarks.config import GENERATORS, TRAIN_FLAG_OVERRIDES, RunConfig, list_recipes
 from laplace_landmarks.errors import LandmarksError
 
@@ -78,18 +78,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="best",
         help="weights --calibrate starts from: best.safetensors (default) or last.pt",
     )
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--loss", choices=["softargmax", "laplacekl", "gaussiankl"])
+    p.add_argument("--epochs", type=int, help="epochs to train (default: the recipe's)")
+    p.add_argument("--batch-size", type=int, help="faces per training step")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument(
+        "--seed", type=int, help="seed of the initial weights, the data order and the augmentation"
+    )
+    p.add_argument(
+        "--loss",
+        choices=["softargmax", "laplacekl", "gaussiankl"],
+        help="softargmax: point error only; laplacekl / gaussiankl: KL to a Laplace / Gaussian "
+        "target heatmap",
+    )
     p.add_argument("--target-scale", type=float, help="b_t (Laplace) or σ_t (Gaussian), px")
-    p.add_argument("--direction", choices=["forward", "reverse"])
+    p.add_argument(
+        "--direction",
+        choices=["forward", "reverse"],
+        help="forward: KL(target || prediction); reverse: KL(prediction || target)",
+    )
     p.add_argument("--adversarial-weight", type=float, help="λ of the adversarial loss")
     p.add_argument("--data", help="dataset name (ytf68, 300w, aflw, wflw, cofw, folder)")
-    p.add_argument("--data-root", help="folder holding the dataset")
-    p.add_argument("--train-split")
-    p.add_argument("--val-split")
+    add_data_root(p)
+    p.add_argument("--train-split", help="split to train on (default: the recipe's)")
+    p.add_argument("--val-split", help="split to validate on each epoch (default: the recipe's)")
     p.add_argument("--max-train", type=int, help="use only the first N training faces")
     p.add_argument("--max-val", type=int, help="use only the first N validation faces")
     p.add_argument("--unlabeled", help="folder of unlabelled faces (enables nothing by itself)")
@@ -104,8 +115,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "options marked 'resume: applied' may take new values, those marked 'resume: fixed' "
         "must match the run",
     )
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--tensorboard", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also log to TensorBoard in OUT (needs tensorboard)",
+    )
     p.add_argument(
         "--device",
         default="cpu",

@@ -5,9 +5,10 @@ disk and shifted on read). Loading only checks that each image exists and its an
 valid; images are decoded later (by the crop cache). Bad samples are skipped and listed in
 ``dataset.skipped`` as (path, reason); a missing dataset folder raises FileNotFoundError.
 
-Data root: ``root=`` if given, else ``$LAPLACE_LANDMARKS_DATA_ROOT``, else ``<repo>/../shared/data``.
-Each name has a default sub-folder under it (``300w``, ``aflw``, ``wflw``, ``cofw``, ``ytf68``,
-``unlabeled``); ``root`` may be either the data root or the dataset folder itself.
+Data root: ``root=`` if given (``--data-root`` on the command line), else
+``$LAPLACE_LANDMARKS_DATA_ROOT``, else ``<repo>/../shared/data``. Each name has a default
+sub-folder under it (``300w``, ``aflw``, ``wflw``, ``cofw``, ``ytf68``, ``unlabeled``); ``root``
+and the variable may each be either the data root or the dataset folder itself.
 
 Names and splits:
 - ``300w``: folder with ``afw/``, ``helen/{trainset,testset}``, ``lfpw/{trainset,testset}``,
@@ -30,6 +31,8 @@ Names and splits:
 - ``unlabeled``: every image under ``root`` (recursively), points None; split ``all`` or a
   sub-folder (``lfw``, ``ytf``).
 ``max_images`` keeps a subset chosen with ``seed``, in the original (sorted) order.
+`default_split` names each dataset's split for a role (``test`` is 300W's ``common``), and
+`detect_dataset` tells which of these layouts a folder holds.
 
 Image names read from an annotation file (CSV, COCO JSON) must stay inside the dataset folder:
 a name that leads out of it (``../../etc/passwd``, an absolute path elsewhere) raises FormatError
@@ -60,6 +63,26 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 NUM_LANDMARKS = {"300w": 68, "aflw": 19, "wflw": 98, "cofw": 29, "ytf68": 68}
 DATASET_NAMES = ("300w", "aflw", "wflw", "cofw", "ytf68", "folder", "unlabeled")
 YTF68_SPLITS = ("train", "test", "trainval-train", "val")
+COCO_NAMES = ("aflw", "wflw", "cofw")
+#: The split a command uses when none is given, per dataset and role: ``train`` (the whole
+#: training split: ``data check``), ``fit`` / ``val`` (fit and check: ``calibrate``), ``test``
+#: (score: ``evaluate``). 300W has no ``test`` split: it is scored on ``common``.
+DEFAULT_SPLITS: dict[str, dict[str, str]] = {
+    "300w": {"train": "train", "fit": "trainval-train", "val": "val", "test": "common"},
+    "ytf68": {"train": "train", "fit": "trainval-train", "val": "val", "test": "test"},
+    **{
+        name: {"train": "train", "fit": "train", "val": "val", "test": "test"}
+        for name in COCO_NAMES
+    },
+    "folder": {"train": "all", "fit": "train", "val": "val", "test": "all"},
+    "unlabeled": {"train": "all", "fit": "all", "val": "all", "test": "all"},
+}
+#: What `detect_dataset` recognises, for messages.
+FOLDER_LAYOUTS = (
+    "ytf68's train.csv / test.csv, a 300W tree (afw/, helen/, lfpw/, ibug/, 300W/), COCO JSON "
+    "named for aflw, wflw or cofw (e.g. cofw_test.json), images with a .pts beside each, or "
+    "images alone (unlabelled)"
+)
 
 _SUBSETS_300W = {  # subset -> candidate folders; the first that exists is used
     "afw": ("afw",),
@@ -109,12 +132,69 @@ class _Options:
     num_landmarks: int | None
 
 
+@dataclass(frozen=True)
+class DetectedDataset:
+    """What `detect_dataset` found: the name `load_dataset` reads a folder as, and its splits."""
+
+    name: str
+    splits: tuple[str, ...]
+
+    @property
+    def split(self) -> str:
+        """The split to read when none is given: the dataset's ``train`` default if the folder
+        has it, else its first split."""
+        wanted = default_split(self.name, "train")
+        return wanted if wanted in self.splits else self.splits[0]
+
+
+def default_split(name: str, role: str = "test") -> str:
+    """The split of dataset ``name`` for ``role`` (``train``, ``fit``, ``val``, ``test``) when none
+    is given; see `DEFAULT_SPLITS`. An unknown name gets the role itself."""
+    if role not in ("train", "fit", "val", "test"):
+        raise ValueError(f"role: expected train, fit, val or test, got {role!r}")
+    return DEFAULT_SPLITS.get(name.lower(), {}).get(role, role)
+
+
 def default_data_root() -> Path | None:
     """``$LAPLACE_LANDMARKS_DATA_ROOT`` if set, else ``<repo>/../shared/data`` if it exists."""
     if os.environ.get(DATA_ROOT_ENV):
         return Path(os.environ[DATA_ROOT_ENV])
     candidate = Path(__file__).resolve().parents[3].parent / "shared" / "data"
     return candidate if candidate.is_dir() else None
+
+
+def detect_dataset(folder: str | Path) -> DetectedDataset | None:
+    """The layout `load_dataset` reads in ``folder``, or None when it holds none of them.
+
+    Tried in order: ytf68 (``train.csv`` / ``test.csv``), a 300W tree, COCO JSON named for
+    aflw, wflw or cofw, images with a ``.pts`` beside them (``folder``), images alone
+    (``unlabeled``). Only names are looked at; annotations are read (and checked) on loading.
+    """
+    folder = Path(folder)
+    if _looks_like("ytf68", folder):
+        files = {"train": "train.csv", "trainval-train": "train.csv", "val": "train.csv"}
+        splits = [s for s in YTF68_SPLITS if (folder / files.get(s, "test.csv")).is_file()]
+        return DetectedDataset("ytf68", tuple(splits))
+    if _looks_like("300w", folder):
+        present = subsets_300w(folder)
+        splits = [s for s, subsets in _SPLITS_300W.items() if any(x in present for x in subsets)]
+        return DetectedDataset("300w", tuple(splits)) if splits else None
+    for name in COCO_NAMES:
+        splits = coco_splits(folder, name)
+        if splits:
+            return DetectedDataset(name, splits)
+    files = _visible_files(folder)
+    suffixes = {p.suffix.lower() for p in files}
+    if ".pts" in suffixes:
+        return DetectedDataset("folder", ("all",))
+    if suffixes & set(IMAGE_SUFFIXES):
+        return DetectedDataset("unlabeled", ("all",))
+    return None
+
+
+def _visible_files(folder: Path) -> list[Path]:
+    """Every file under ``folder`` (recursively) whose name does not start with a dot."""
+    return [p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")]
 
 
 def load_dataset(
@@ -153,19 +233,33 @@ Loaded = tuple[list[Sample], list[tuple[str, str]], int]
 
 def _resolve_root(name: str, root: str | Path | None) -> Path:
     """Pick the dataset folder: the given root, or its default sub-folder ``<root>/<name>``."""
+    given = root is not None
     if root is None:
         if name == "folder":
-            raise ValueError("root: the 'folder' dataset needs root= (a folder of images + .pts)")
+            raise ValueError(
+                "root: the 'folder' dataset needs root= (Python) or --data-root (command line): "
+                "a folder of images with a .pts beside each"
+            )
         base = default_data_root()
         if base is None:
-            raise FileNotFoundError(f"no data root for {name!r}: pass root= or set {DATA_ROOT_ENV}")
-        root = base / name
+            raise FileNotFoundError(f"no data root for {name!r}: {_ROOT_HINT}")
+        inside = base / name
+        root = base if _looks_like(name, base) and not inside.is_dir() else inside
     root = Path(root)
     if name != "folder" and not _looks_like(name, root) and (root / name).is_dir():
         root = root / name
     if not root.is_dir():
-        raise FileNotFoundError(f"{name}: data folder {root} not found")
+        hint = "" if given else f" ({_root_source()}); {_ROOT_HINT}"
+        raise FileNotFoundError(f"{name}: data folder {root} not found{hint}")
     return root
+
+
+_ROOT_HINT = f"give --data-root (root= in Python) or set {DATA_ROOT_ENV}"
+
+
+def _root_source() -> str:
+    """Where the default data root came from, for messages."""
+    return f"from ${DATA_ROOT_ENV}" if os.environ.get(DATA_ROOT_ENV) else "the default data root"
 
 
 def _looks_like(name: str, root: Path) -> bool:
@@ -194,7 +288,10 @@ def _load_300w(root: Path, options: _Options) -> Loaded:
     folders = [present[s] for s in _SPLITS_300W[options.split] if s in present]
     if not folders:
         wanted = [c for s in _SPLITS_300W[options.split] for c in _SUBSETS_300W[s]]
-        raise FileNotFoundError(f"300w/{options.split}: none of {wanted} found under {root}")
+        here = [s for s, subsets in _SPLITS_300W.items() if any(x in present for x in subsets)]
+        raise FileNotFoundError(
+            f"300w/{options.split}: none of {wanted} found under {root}; splits here: {here}"
+        )
     samples, skipped = [], []
     for folder in folders:
         identity = folder.relative_to(root).as_posix()
@@ -287,7 +384,10 @@ def _load_folder(root: Path, options: _Options) -> Loaded:
 def _split_folder(root: Path, split: str) -> Path:
     folder = root if split in ("all", "", "train") and not (root / split).is_dir() else root / split
     if not folder.is_dir():
-        raise FileNotFoundError(f"split: folder {folder} not found")
+        subfolders = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name[0] != ".")
+        raise FileNotFoundError(
+            f"split {split!r}: no folder {folder}; use 'all' or a sub-folder: {subfolders}"
+        )
     return folder
 
 
@@ -338,10 +438,33 @@ def _find_coco_json(root: Path, name: str, split: str) -> Path:
         for candidate in names:
             if (folder / candidate).is_file() and candidate.endswith(".json"):
                 return folder / candidate
-    available = sorted(p.name for p in [*root.glob("*.json"), *root.glob("annotations/*.json")])
     raise FileNotFoundError(
-        f"{name}/{split}: no annotation file {names[:4]} in {root}; found {available}"
+        f"{name}/{split}: no annotation file {names[:4]} in {root}; "
+        f"splits here: {list(coco_splits(root, name))}, files: {_coco_files(root)}"
     )
+
+
+def coco_splits(root: str | Path, name: str) -> tuple[str, ...]:
+    """The splits of COCO dataset ``name`` whose JSON file, named for it, is in ``root`` or
+    ``root/annotations`` (``face_landmarks_<name>_<split>``, ``<name>_<split>``,
+    ``<split>_<name>``)."""
+    splits = set()
+    for file_name in _coco_files(Path(root)):
+        stem = Path(file_name).stem
+        for prefix, suffix in ((f"face_landmarks_{name}_", ""), (f"{name}_", ""), ("", f"_{name}")):
+            if (
+                stem.startswith(prefix)
+                and stem.endswith(suffix)
+                and len(stem) > len(prefix + suffix)
+            ):
+                splits.add(stem[len(prefix) : len(stem) - len(suffix)])
+                break
+    return tuple(sorted(splits))
+
+
+def _coco_files(root: Path) -> list[str]:
+    """Names of the JSON files in ``root`` and ``root/annotations``."""
+    return sorted(p.name for p in [*root.glob("*.json"), *root.glob("annotations/*.json")])
 
 
 def image_in_root(root: Path, image_dir: Path, name: str, where: str) -> Path:
