@@ -372,7 +372,7 @@ def test_same_stem_videos_get_distinct_overlays(capsys, tmp_path, monkeypatch):
     from laplace_landmarks.commands import predict_video as command
     from laplace_landmarks.inference import Landmarker
 
-    def fake_video(landmarker, path, smooth, draw=None):
+    def fake_video(landmarker, path, smooth, draw=None, pose=False):
         atomic_write_text(draw, f"overlay of {path}")
         return command.VideoResult(path)
 

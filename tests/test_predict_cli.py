@@ -37,15 +37,36 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def check_schema(document: dict) -> None:
-    assert set(document) == {"model", "version", "flip_test", "images", "errors"}
+SUMMARY_KEYS = {"images", "faces", "without_face", "errors", "seconds"}
+POSE_KEYS = {
+    "yaw",
+    "pitch",
+    "roll",
+    "rotation",
+    "translation",
+    "reprojection_error",
+    "focal_length",
+}
+
+
+def check_schema(document: dict, pose: bool = False) -> None:
+    """The documented JSON schema (docs/predict.md); ``pose``: with --pose."""
+    assert set(document) == {"model", "version", "flip_test", "images", "errors", "summary"}
     assert document["version"] == __version__ and isinstance(document["model"], str)
     assert isinstance(document["flip_test"], bool)
+    summary = document["summary"]
+    assert set(summary) == SUMMARY_KEYS and summary["seconds"] > 0
+    assert summary["images"] == len(document["images"])
+    assert summary["errors"] == len(document["errors"])
+    assert summary["faces"] == sum(len(image["faces"]) for image in document["images"])
+    assert summary["without_face"] == sum(not image["faces"] for image in document["images"])
     for image in document["images"]:
         assert set(image) == {"path", "width", "height", "faces"}
         assert isinstance(image["width"], int) and isinstance(image["height"], int)
         for face in image["faces"]:
-            assert set(face) == {"box", "score", "points", "scale"}
+            assert set(face) == {"box", "score", "points", "scale"} | ({"pose"} if pose else set())
+            if pose:
+                assert set(face["pose"]) == POSE_KEYS
             assert len(face["box"]) == 4
             assert face["score"] is None or isinstance(face["score"], float)
             assert np.array(face["points"]).shape == np.array(face["scale"]).shape == (68, 2)
@@ -82,7 +103,9 @@ def test_json_to_stdout_matches_the_schema(capsys):
     [image] = document["images"]
     assert (image["path"], image["width"], image["height"]) == (str(EMMY), 389, 360)
     assert len(image["faces"]) == 1 and isinstance(image["faces"][0]["score"], float)
-    assert "predict:" not in err  # no progress bar for a single image
+    # no progress for a single image; the run ends with its summary line
+    assert err.splitlines() == [err.splitlines()[-1]]
+    assert err.startswith("predict: 1 image, 1 face, 0 images without a face, 0 skipped, ")
 
 
 def test_flip_test_averages_with_the_mirror(capsys):
@@ -115,7 +138,7 @@ def test_pts_csv_and_draw_write_their_files(capsys, tmp_path):
         with Image.open(out / f"{stem}_landmarks.png") as overlay:
             assert overlay.size == Image.open(SAMPLES / f"{stem}.jpg").size
     code, _, err = run(capsys, EMMY, TAKEO, "--format", "csv", "--out", out)
-    assert code == 0 and "predict" in err  # progress bar for two images
+    assert code == 0 and err.splitlines()[-1].startswith("predict: 2 images, 2 faces, ")
     with open(out / "landmarks.csv", newline="") as handle:
         rows = list(csv.reader(handle))
     header = rows[0]

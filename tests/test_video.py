@@ -403,7 +403,7 @@ def test_offline_overlay_draws_the_smoothed_points(tmp_path, monkeypatch):
     path = write_video(tmp_path / "disc.mp4", _disc_video(blank=range(30, 31), count=20), 10)
     drawn = []
 
-    def spy(image, result):
+    def spy(image, result, pose=False):
         drawn.append([face.points.copy() for face in result.faces])
         return image
 

@@ -6,7 +6,14 @@
   CSV cells of one face.
 - The ``--out`` folder: ``claim_out_folder`` locks it for one run and refuses, before any work,
   files an earlier run left there (unless ``--overwrite``); ``write_text_output`` writes the
-  combined table there (atomically) or to stdout.
+  combined table there (atomically) or to stdout; ``format_document`` lays a JSON document out
+  one list item per line (``predict`` and ``align``).
+- Head pose (``--pose``): ``face_pose`` per face, ``pose_entry`` and ``pose_values`` its JSON and
+  CSV forms.
+- Overlays: ``draw_faces`` is the one drawing of boxes, points, 1-b uncertainty ellipses and
+  pose axes, for image and video overlays alike; ``write_png`` saves one atomically.
+- stderr: ``say`` prints a line, ``progress`` a progress bar on a terminal and occasional plain
+  lines in a log, ``RunSummary`` the end-of-run counts.
 """
 
 from __future__ import annotations
@@ -18,18 +25,32 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from laplace_landmarks.atomic import make_folder
 from laplace_landmarks.errors import LandmarksError
+
+if TYPE_CHECKING:  # numpy and Pillow load when drawing: the command line starts without them
+    import numpy as np
+    from PIL import Image
+
+    from laplace_landmarks.pose import HeadPose
+
+T = TypeVar("T")
 
 DEFAULT_OUT = Path("landmarks_out")  # overlays and files go here when --out is not given
 TABLE_NAMES = {"json": "landmarks.json", "csv": "landmarks.csv"}  # the combined file in --out
 LOCK_NAME = ".laplace-landmarks.lock"  # in --out while a run writes there
 _UNWRITTEN_LOCK_SECONDS = 10.0  # an empty lock older than this is from a run killed at birth
+#: Seconds between two plain progress lines when stderr is not a terminal (a log file).
+PROGRESS_SECONDS = 10.0
+POSE_COLUMNS = ("yaw", "pitch", "roll")  # the CSV columns --pose adds
+DETECTED_COLOUR = (255, 64, 64)  # overlay box of a detected (or given) face
+TRACKED_COLOUR = (64, 200, 255)  # overlay box of a face tracked from the previous video frame
 
 
 def check_out_folder(out: Path) -> None:
@@ -139,6 +160,232 @@ def write_text_output(text: str, out: Path | None, name: str) -> None:
         atomic_write_text(out / name, text)
     except OSError as exc:
         raise LandmarksError(f"cannot write {printable(out / name)}: {exc}") from exc
+
+
+def format_document(document: dict[str, Any], lists: Collection[str]) -> str:
+    """``document`` as strict JSON, readable: each key of ``lists`` on its own lines, one list
+    item per line; the other keys in between share a line (a non-finite number is ``null``).
+
+    Example:
+        >>> print(format_document({"model": "m", "images": [{"a": 1}, {"a": 2}], "errors": []},
+        ...                       ("images", "errors")), end="")
+        {"model": "m",
+         "images": [
+          {"a": 1},
+          {"a": 2}
+         ],
+         "errors": []}
+    """
+    lines: list[str] = []
+    shared: list[str] = []
+    for key, value in document.items():
+        if key not in lists:
+            shared.append(f"{dumps(key)}: {dumps(value)}")
+            continue
+        if shared:
+            lines.append(", ".join(shared))
+            shared = []
+        items = "[\n  " + ",\n  ".join(map(dumps, value)) + "\n ]" if value else "[]"
+        lines.append(f"{dumps(key)}: {items}")
+    if shared:
+        lines.append(", ".join(shared))
+    return "{" + ",\n ".join(lines) + "}\n"
+
+
+# --- stderr: messages, progress and the end-of-run summary ---------------------------------------
+def say(message: str) -> None:
+    """Print one line on stderr without breaking a progress bar on it."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+def stderr_is_terminal() -> bool:
+    """Whether stderr is a terminal (False for a log file, a pipe or a captured stream)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
+
+
+def progress(items: Iterable[T], desc: str, unit: str, total: int | None = None) -> Iterator[T]:
+    """``items``, reporting progress on stderr.
+
+    On a terminal a tqdm bar; otherwise (a log file, a pipe) a plain line such as
+    ``predict: 120/1000 img, 11.9 img/s`` every :data:`PROGRESS_SECONDS`, never a carriage
+    return. Nothing for one item or none. ``total`` defaults to ``len(items)`` when it has one.
+    """
+    if total is None and isinstance(items, Sized):
+        total = len(items)
+    if total is not None and total <= 1:
+        return iter(items)
+    if stderr_is_terminal():
+        from tqdm import tqdm
+
+        return iter(tqdm(items, desc=desc, unit=unit, total=total, file=sys.stderr))
+    return _plain_progress(items, desc, unit, total)
+
+
+def _plain_progress(items: Iterable[T], desc: str, unit: str, total: int | None) -> Iterator[T]:
+    start = last = time.monotonic()
+    for count, item in enumerate(items, start=1):
+        yield item
+        now = time.monotonic()
+        if now - last >= PROGRESS_SECONDS:
+            last = now
+            done = f"{count}/{total}" if total is not None else str(count)
+            rate = count / (now - start) if now > start else 0.0
+            say(f"{desc}: {done} {unit}, {rate:.1f} {unit}/s")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a ``predict`` run did: the end-of-run line on stderr and the JSON ``summary``.
+
+    images: images processed (a video run: frames); faces: faces found in them (a video run: one
+    per face and frame); without_face: images (frames) with no face; errors: inputs skipped
+    (the JSON ``errors``); seconds: the run's wall time; videos: videos processed, or None for
+    an image run.
+
+    Example:
+        >>> print(RunSummary(images=3, faces=2, without_face=1, errors=1, seconds=2.04))
+        3 images, 2 faces, 1 image without a face, 1 skipped, 2.0 s
+        >>> RunSummary(40, 40, 0, 0, 9.5, videos=1).to_dict()["frames"]
+        40
+    """
+
+    images: int
+    faces: int
+    without_face: int
+    errors: int
+    seconds: float
+    videos: int | None = None
+
+    @classmethod
+    def of(
+        cls,
+        faces_per_image: Iterable[int],
+        errors: int,
+        seconds: float,
+        videos: int | None = None,
+    ) -> RunSummary:
+        """The summary of images (or frames) with these face counts."""
+        counts = list(faces_per_image)
+        empty = sum(count == 0 for count in counts)
+        return cls(len(counts), sum(counts), empty, errors, seconds, videos)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``images`` (a video run: ``videos``, ``frames``), ``faces``,
+        ``without_face``, ``errors``, ``seconds``."""
+        counted = {"images": self.images}
+        if self.videos is not None:
+            counted = {"videos": self.videos, "frames": self.images}
+        return {
+            **counted,
+            "faces": self.faces,
+            "without_face": self.without_face,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def __str__(self) -> str:
+        unit = "image" if self.videos is None else "frame"
+        parts = [] if self.videos is None else [_counted(self.videos, "video")]
+        parts += [_counted(self.images, unit), _counted(self.faces, "face")]
+        parts += [f"{_counted(self.without_face, unit)} without a face", f"{self.errors} skipped"]
+        return ", ".join(parts) + f", {self.seconds:.1f} s"
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+# --- head pose (--pose) ----------------------------------------------------------------------
+def face_pose(face: Any, image_shape: Sequence[int]) -> HeadPose | None:
+    """The head pose of one face (``pose.estimate_pose``, each point weighted by its Laplace
+    scale), or None when its points give none (non-finite or degenerate)."""
+    from laplace_landmarks.pose import estimate_pose
+
+    try:
+        return estimate_pose(face.points, image_shape, scale=face.scale)
+    except ValueError:
+        return None
+
+
+def pose_entry(entry: dict[str, Any], pose: HeadPose | None) -> dict[str, Any]:
+    """A face's JSON entry with its ``pose`` (``HeadPose.to_dict``, or null) added."""
+    return {**entry, "pose": None if pose is None else pose.to_dict()}
+
+
+def pose_values(pose: HeadPose | None) -> list[str]:
+    """The :data:`POSE_COLUMNS` cells (degrees, 2 decimals); empty cells without a pose."""
+    if pose is None:
+        return [""] * len(POSE_COLUMNS)
+    return [f"{angle:.2f}" for angle in (pose.yaw, pose.pitch, pose.roll)]
+
+
+# --- overlays ------------------------------------------------------------------------------------
+def draw_faces(
+    rgb: np.ndarray,
+    faces: Sequence[Any],
+    poses: Sequence[HeadPose | None] | None = None,
+    box_colours: Sequence[tuple[int, int, int]] | None = None,
+) -> np.ndarray:
+    """The image with each face's box, its points (green) and their 1-b uncertainty ellipses
+    (yellow, semi-axes the Laplace scales bx, by) and, given ``poses``, the head-pose axes from
+    the nose tip (``pose.pose_axes``, coloured by ``pose.AXIS_COLOURS``: red towards the
+    subject's left, green down, blue forward).
+
+    Args:
+        rgb: (H, W, 3) uint8 image (not modified).
+        faces: objects with ``box``, ``points`` and ``scale`` (a ``Face`` or ``TrackedFace``).
+        poses: one head pose (or None) per face; None draws no axes.
+        box_colours: one RGB colour per face; default :data:`DETECTED_COLOUR` for all.
+
+    Returns:
+        A new (H, W, 3) uint8 array.
+    """
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from laplace_landmarks.plots import draw_landmarks
+
+    picture = Image.fromarray(rgb)
+    width = max(1, min(picture.size) // 300)
+    draw = ImageDraw.Draw(picture)
+    colours = box_colours or [DETECTED_COLOUR] * len(faces)
+    for face, colour in zip(faces, colours, strict=True):
+        draw.rectangle(face.box, outline=colour, width=width)
+    for face in faces:
+        picture = draw_landmarks(picture, face.points, face.scale)
+    if poses is not None:
+        _draw_pose_axes(picture, [pose for pose in poses if pose is not None], 2 * width)
+    return np.asarray(picture)
+
+
+def _draw_pose_axes(picture: Image.Image, poses: Sequence[HeadPose], width: int) -> None:
+    import numpy as np
+    from PIL import ImageDraw
+
+    from laplace_landmarks.pose import AXIS_COLOURS, pose_axes
+
+    draw = ImageDraw.Draw(picture)
+    for pose in poses:
+        segments = pose_axes(pose)
+        if not np.isfinite(segments).all():
+            continue
+        for (start, end), colour in zip(segments, AXIS_COLOURS, strict=True):
+            draw.line([tuple(start), tuple(end)], fill=colour, width=width)
+
+
+def write_png(rgb: np.ndarray, path: Path) -> None:
+    """Write an (H, W, 3) uint8 array as a PNG, atomically."""
+    from PIL import Image
+
+    from laplace_landmarks.atomic import atomic_path
+
+    with atomic_path(path) as temporary:
+        Image.fromarray(rgb).save(temporary, format="PNG")
 
 
 @contextmanager

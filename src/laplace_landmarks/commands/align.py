@@ -22,7 +22,6 @@ atomically and the JSON is strict (a non-finite number is ``null``).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +29,17 @@ from laplace_landmarks import __version__
 from laplace_landmarks.alignment import DEFAULT_MAX_SCALE, DEFAULT_SIZES, TEMPLATES
 from laplace_landmarks.commands.predict import ImageResult, collect_images, load_landmarker
 from laplace_landmarks.errors import LandmarksError
-from laplace_landmarks.outputs import claim_out_folder, dumps, printable, write_text_output
+from laplace_landmarks.outputs import (
+    claim_out_folder,
+    format_document,
+    printable,
+    say,
+    write_png,
+    write_text_output,
+)
 
 ALIGN_JSON = "align.json"
+DOCUMENT_LISTS = ("faces", "errors")  # the JSON keys written one item per line
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -97,7 +104,7 @@ def run_align(args: argparse.Namespace) -> int:
                 entries += align_image(landmarker, result, args)
             except (ValueError, OSError, MemoryError) as exc:
                 errors.append({"path": printable(result.path), "error": printable(str(exc))})
-                _say(f"skipped {printable(result.path)}: {printable(str(exc))}")
+                say(f"skipped {printable(result.path)}: {printable(str(exc))}")
                 continue
             processed += 1
         document = {
@@ -109,9 +116,9 @@ def run_align(args: argparse.Namespace) -> int:
             "faces": entries,
             "errors": errors,
         }
-        write_text_output(format_document(document), args.out, ALIGN_JSON)
+        write_text_output(format_document(document, DOCUMENT_LISTS), args.out, ALIGN_JSON)
     if not processed:
-        _say("no image could be processed")
+        say("no image could be processed")
         return 2
     return 0
 
@@ -124,7 +131,7 @@ def align_image(landmarker: Any, result: ImageResult, args: argparse.Namespace) 
     rgb = load_image(result.path)
     faces = landmarker.predict(rgb)
     if not faces:
-        _say(f"no face found in {printable(result.path)}")
+        say(f"no face found in {printable(result.path)}")
     entries = []
     for index, face in enumerate(faces):
         aligned = align_face(
@@ -135,7 +142,7 @@ def align_image(landmarker: Any, result: ImageResult, args: argparse.Namespace) 
         if write:
             write_png(aligned.image, args.out / name)
         if not aligned.reliable:
-            _say(
+            say(
                 f"{printable(result.path)} face {index}: unreliable alignment (relative scale "
                 f"{aligned.relative_scale:.3f} > {args.max_scale})" + ("" if write else ", skipped")
             )
@@ -149,28 +156,3 @@ def align_image(landmarker: Any, result: ImageResult, args: argparse.Namespace) 
             }
         )
     return entries
-
-
-def format_document(document: dict[str, Any]) -> str:
-    """The JSON with one line per face and per error (readable, still strict JSON)."""
-    lists = {key: document[key] for key in ("faces", "errors")}
-    head = dumps({k: v for k, v in document.items() if k not in lists})[:-1]
-    body = ",\n ".join(
-        f'"{key}": ' + ("[\n  " + ",\n  ".join(map(dumps, items)) + "\n ]" if items else "[]")
-        for key, items in lists.items()
-    )
-    return f"{head},\n {body}}}\n"
-
-
-def write_png(rgb: Any, path: Path) -> None:
-    """Write an (H, W, 3) uint8 array as a PNG, atomically."""
-    from PIL import Image
-
-    from laplace_landmarks.atomic import atomic_path
-
-    with atomic_path(path) as temporary:
-        Image.fromarray(rgb).save(temporary, format="PNG")
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr)

@@ -11,7 +11,10 @@ when none could be processed.
 ``--smooth offline`` (the default) tracks the whole video first (the causal filter places the
 crops), then smooths each track with the two-pass RTS smoother; ``--draw`` then decodes the
 video a second time to draw the smoothed points (no frames are held in memory).
-``--smooth causal`` and ``none`` draw while tracking, in one pass.
+``--smooth causal`` and ``none`` draw while tracking, in one pass. Overlays are drawn by
+``outputs.draw_faces``, as image overlays are (boxes, points, 1-b uncertainty ellipses and, with
+``--pose``, the head's axes). With ``--pose`` every face of the output also gets its head pose
+(JSON ``pose``, CSV ``yaw,pitch,roll``), from its final (smoothed) points.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import argparse
 import contextlib
 import csv
 import io
-import sys
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -29,18 +32,28 @@ from typing import Any
 
 import numpy as np
 
-from laplace_landmarks.commands.predict import check_threads
+from laplace_landmarks.commands.predict import landmarker_from_args
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.outputs import (
     DEFAULT_OUT,
+    DETECTED_COLOUR,
+    POSE_COLUMNS,
     TABLE_NAMES,
+    TRACKED_COLOUR,
+    RunSummary,
     claim_out_folder,
+    draw_faces,
     dumps,
+    face_pose,
     face_values,
     landmark_columns,
     overlay_name,
     planned_files,
+    pose_entry,
+    pose_values,
     printable,
+    progress,
+    say,
     unique_key,
     write_text_output,
 )
@@ -61,7 +74,10 @@ def is_video_run(paths: list[str]) -> bool:
 
 @dataclass
 class VideoResult:
-    """One input video and what came out of it."""
+    """One input video and what came out of it.
+
+    ``poses`` (with ``--pose``): per frame, one head pose (or None) per face; else None.
+    """
 
     path: Path
     fps: float = 25.0
@@ -69,6 +85,7 @@ class VideoResult:
     detector_calls: int = 0
     frames: list[FrameResult] = field(default_factory=list)
     smoothing: str = DEFAULT_SMOOTHING
+    poses: list[list[Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,40 +101,42 @@ class VideoResult:
 
 def run_predict_video(args: argparse.Namespace) -> int:
     """Predict every video; exit 0 when at least one was processed, else 2."""
-    from laplace_landmarks.inference import Landmarker
-
+    start = time.perf_counter()
     _check_args(args)
     used: set[str] = set()
     keys = [unique_key(Path(raw).stem, used) for raw in args.paths]
     draw_dir = args.out or DEFAULT_OUT
     with _claim_outputs(args, keys, draw_dir):
-        backend = {"backend": args.backend} if hasattr(args, "backend") else {}
-        landmarker = Landmarker.load(
-            args.model,
-            refine=not args.no_refine,
-            threads=args.threads,
-            flip_test=getattr(args, "flip_test", None),
-            **backend,
-        )
+        landmarker = landmarker_from_args(args)
         smooth = _smoothing(args)
         results, errors = [], []
         for raw, key in zip(args.paths, keys, strict=True):
             draw = draw_dir / overlay_name(key, ".mp4") if args.draw else None
             try:
-                results.append(predict_one_video(landmarker, Path(raw), smooth, draw))
+                results.append(
+                    predict_one_video(landmarker, Path(raw), smooth, draw, pose=args.pose)
+                )
             except (LandmarksError, ValueError, OSError, MemoryError) as exc:
                 errors.append({"path": printable(raw), "error": printable(str(exc))})
-                _say(f"skipped {printable(raw)}: {printable(str(exc))}")
-        text = format_json(landmarker.name, smooth, results, errors)
+                say(f"skipped {printable(raw)}: {printable(str(exc))}")
+        summary = video_summary(results, len(errors), time.perf_counter() - start)
         if args.format == "csv":
-            text = video_csv(results)
+            text = video_csv(results, pose=args.pose)
+        else:
+            text = format_json(landmarker.name, smooth, results, errors, summary)
         write_text_output(text, args.out, TABLE_NAMES[args.format])
+    if results and args.draw:
+        say(f"overlay videos written to {printable(draw_dir)}")
     if not results:
-        _say("no video could be processed")
-        return 2
-    if args.draw:
-        _say(f"overlay videos written to {printable(draw_dir)}")
-    return 0
+        say("no video could be processed")
+    say(f"predict: {summary}")
+    return 0 if results else 2
+
+
+def video_summary(results: list[VideoResult], errors: int, seconds: float) -> RunSummary:
+    """The run's counts: videos, frames, faces over all frames, frames without a face."""
+    faces = (len(frame.faces) for video in results for frame in video.frames)
+    return RunSummary.of(faces, errors, seconds, videos=len(results))
 
 
 def _claim_outputs(
@@ -139,9 +158,8 @@ def _check_args(args: argparse.Namespace) -> None:
         )
     if args.format == "pts":
         raise LandmarksError("--format pts is for images; use json or csv for videos")
-    if getattr(args, "boxes", None):
+    if args.boxes:
         raise LandmarksError("--boxes is for images; videos use the detector and tracking")
-    check_threads(args.threads)
     _smoothing(args)
 
 
@@ -156,10 +174,15 @@ def _smoothing(args: argparse.Namespace) -> str:
 
 
 def predict_one_video(
-    landmarker: Any, path: Path, smooth: bool | str = DEFAULT_SMOOTHING, draw: Path | None = None
+    landmarker: Any,
+    path: Path,
+    smooth: bool | str = DEFAULT_SMOOTHING,
+    draw: Path | None = None,
+    pose: bool = False,
 ) -> VideoResult:
     """Track and smooth one video (``smooth``: "offline", "causal"/True or "none"/False); with
-    ``draw``, write an overlay video of the output points there (atomically)."""
+    ``draw``, write an overlay video of the output points there (atomically); with ``pose``,
+    add every face's head pose (``VideoResult.poses``) and draw its axes."""
     from laplace_landmarks.video import (
         FaceTracker,
         read_frames,
@@ -178,7 +201,7 @@ def predict_one_video(
         for frame, frame_result in track_frames(tracker, _progress(read_frames(path), path.name)):
             result.frames.append(frame_result)
             result.size = (frame.image.shape[1], frame.image.shape[0])
-            yield frame.image if live is None else overlay(frame.image, frame_result)
+            yield frame.image if live is None else overlay(frame.image, frame_result, pose)
 
     if live is None:
         for _ in frames():
@@ -189,11 +212,14 @@ def predict_one_video(
     if kind == "offline":
         result.frames = smooth_offline(result.frames, motion=tracker.motion)
         if draw is not None:
-            write_video(draw, _redraw(path, result.frames), result.fps)
+            write_video(draw, _redraw(path, result.frames, pose), result.fps)
+    if pose:
+        shape = (result.size[1], result.size[0])
+        result.poses = [[face_pose(f, shape) for f in frame.faces] for frame in result.frames]
     return result
 
 
-def _redraw(path: Path, results: list[FrameResult]) -> Iterator[np.ndarray]:
+def _redraw(path: Path, results: list[FrameResult], pose: bool = False) -> Iterator[np.ndarray]:
     """Decode the video again and draw each frame's (final) result on it."""
     from laplace_landmarks.video import read_frames
 
@@ -201,36 +227,33 @@ def _redraw(path: Path, results: list[FrameResult]) -> Iterator[np.ndarray]:
     for frame in _progress(read_frames(path), f"{path.name} (drawing)"):
         if frame.index >= len(results):
             raise LandmarksError(f"{path}: more frames on the second read than on the first")
-        yield overlay(frame.image, results[frame.index])
+        yield overlay(frame.image, results[frame.index], pose)
         count += 1
     if count != len(results):
         raise LandmarksError(f"{path}: {count} frames on the second read, {len(results)} before")
 
 
-def overlay(image: np.ndarray, result: FrameResult) -> np.ndarray:
-    """The frame with each face's box (red when detected, green when tracked), points and
-    1-b uncertainty ellipses."""
-    from PIL import Image, ImageDraw
-
-    from laplace_landmarks.plots import draw_landmarks
-
-    picture = Image.fromarray(image)
-    draw = ImageDraw.Draw(picture)
-    for face in result.faces:
-        colour = (255, 64, 64) if face.detected else (64, 200, 255)
-        draw.rectangle(face.box, outline=colour, width=max(1, min(picture.size) // 300))
-    for face in result.faces:
-        picture = draw_landmarks(picture, face.points, face.scale)
-    return np.asarray(picture)
+def overlay(image: np.ndarray, result: FrameResult, pose: bool = False) -> np.ndarray:
+    """The frame drawn by ``outputs.draw_faces``: each face's box (red when detected, blue when
+    tracked), points, 1-b uncertainty ellipses and, with ``pose``, its head's axes."""
+    colours = [DETECTED_COLOUR if face.detected else TRACKED_COLOUR for face in result.faces]
+    poses = [face_pose(face, image.shape) for face in result.faces] if pose else None
+    return draw_faces(image, result.faces, poses, colours)
 
 
 def format_json(
-    model: str, smooth: bool | str, results: list[VideoResult], errors: list[dict[str, str]]
+    model: str,
+    smooth: bool | str,
+    results: list[VideoResult],
+    errors: list[dict[str, str]],
+    summary: RunSummary | None = None,
 ) -> str:
     """``{"model", "version", "smooth", "smoothing", "process_noise", "videos": [{...,
-    "results": [frame, ...]}], "errors"}``, one line per frame. ``smooth`` is whether the points
-    are smoothed at all, ``smoothing`` which smoother ran ("offline", "causal" or "none") and
-    ``process_noise`` its setting (null for none)."""
+    "results": [frame, ...]}], "errors", "summary"}``, one line per frame. ``smooth`` is whether
+    the points are smoothed at all, ``smoothing`` which smoother ran ("offline", "causal" or
+    "none") and ``process_noise`` its setting (null for none); ``summary`` the run's counts
+    (``RunSummary.to_dict``; left out when None). A video with ``poses`` gives each face its
+    ``pose``."""
     from laplace_landmarks import __version__
 
     kind = smoothing_kind(smooth)
@@ -244,40 +267,48 @@ def format_json(
     }
     parts = [dumps(head)[:-1] + ',\n "videos": [']
     for number, video in enumerate(results):
-        frames = ",\n    ".join(dumps(f.to_dict()) for f in video.frames)
+        frames = ",\n    ".join(dumps(frame) for frame in frame_entries(video))
         opening = dumps(video.to_dict())[:-1]
         comma = "," if number < len(results) - 1 else ""
         parts.append(f'\n  {opening}, "results": [\n    {frames}\n  ]}}{comma}')
-    parts.append("\n ],\n " + '"errors": ' + dumps(errors) + "}\n")
-    return "".join(parts)
+    parts.append("\n ],\n " + '"errors": ' + dumps(errors))
+    if summary is not None:
+        parts.append(',\n "summary": ' + dumps(summary.to_dict()))
+    return "".join(parts) + "}\n"
 
 
-def video_csv(results: list[VideoResult]) -> str:
+def frame_entries(video: VideoResult) -> list[dict[str, Any]]:
+    """The JSON entries of a video's frames (``FrameResult.to_dict``), each face with its
+    ``pose`` when the video has poses."""
+    entries = [frame.to_dict() for frame in video.frames]
+    if video.poses is None:
+        return entries
+    for entry, poses in zip(entries, video.poses, strict=True):
+        entry["faces"] = [pose_entry(f, p) for f, p in zip(entry["faces"], poses, strict=True)]
+    return entries
+
+
+def video_csv(results: list[VideoResult], pose: bool = False) -> str:
     """Rows ``video,frame,time,face,track,detected,x0,y0..x67,y67,bx0,by0..bx67,by67,
-    box_x0,box_y0,box_x1,box_y1,score,smoothing``: one per face and frame (frames without a
-    face have no row); ``smoothing`` is "offline", "causal" or "none"."""
+    box_x0,box_y0,box_x1,box_y1,score,smoothing`` and, with ``pose``, ``yaw,pitch,roll``: one
+    per face and frame (frames without a face have no row); ``smoothing`` is "offline",
+    "causal" or "none"."""
     count = next((len(f.points) for v in results for r in v.frames for f in r.faces), 68)
     header = ["video", "frame", "time", "face", "track", "detected", *landmark_columns(count)]
-    header.append("smoothing")
+    header += ["smoothing", *(POSE_COLUMNS if pose else ())]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     for video in results:
-        for frame in video.frames:
-            for number, face in enumerate(frame.faces):
-                head = [printable(video.path), frame.index, f"{frame.time:.6g}", number]
-                head += [face.track_id, int(face.detected)]
-                writer.writerow([*head, *face_values(face), video.smoothing])
+        poses = video.poses or [[None] * len(frame.faces) for frame in video.frames]
+        for frame, frame_poses in zip(video.frames, poses, strict=True):
+            for number, (face, head) in enumerate(zip(frame.faces, frame_poses, strict=True)):
+                start = [printable(video.path), frame.index, f"{frame.time:.6g}", number]
+                start += [face.track_id, int(face.detected)]
+                cells = [*face_values(face), video.smoothing, *(pose_values(head) if pose else ())]
+                writer.writerow([*start, *cells])
     return buffer.getvalue()
 
 
 def _progress(frames: Iterator[VideoFrame], name: str) -> Iterator[VideoFrame]:
-    from tqdm import tqdm
-
-    return tqdm(frames, desc=name, unit="frame", file=sys.stderr, disable=None)
-
-
-def _say(message: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(message, file=sys.stderr)
+    return progress(frames, name, "frame")
