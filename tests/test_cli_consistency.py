@@ -227,7 +227,7 @@ def test_evaluate_defaults_to_a_split_300w_has(monkeypatch, test_data):
         seen["split"] = split
         raise evaluation_run.LandmarksError("stop")
 
-    monkeypatch.setattr(evaluation_run, "_load_split", fake)
+    monkeypatch.setattr(evaluation_run, "load_split", fake)
     code, _, _ = run(
         "evaluate",
         "--checkpoint",

@@ -340,9 +340,9 @@ def test_a_huge_learning_rate_is_a_clean_error(tmp_path, crop_cache, capsys):
 
 def test_missing_tensorboard_is_a_clean_error_before_any_work(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
-    from laplace_landmarks import training
+    from laplace_landmarks.data import prepare
 
-    monkeypatch.setattr(training, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
+    monkeypatch.setattr(prepare, "load_dataset", lambda *a, **k: pytest.fail("data loaded"))
     assert main(train_args(tmp_path / "run", tmp_path / "cache", "--tensorboard")) == 2
     assert "install the `tensorboard` package" in one_error_line(capsys.readouterr().err, "train")
 

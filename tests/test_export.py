@@ -15,19 +15,14 @@ import pytest
 import torch
 
 from laplace_landmarks.cli import main
+from laplace_landmarks.data.samples import sample_crops
 from laplace_landmarks.decoding import predict_crops
 from laplace_landmarks.errors import LandmarksError
-from laplace_landmarks.export import (
-    INSTALL_HINT,
-    OnnxSession,
-    cached_export,
-    export_onnx,
-    require_onnx,
-    sample_crops,
-    verify_onnx,
-)
+from laplace_landmarks.export import export_onnx, verify_onnx
 from laplace_landmarks.inference import Landmarker
 from laplace_landmarks.models import create_model
+from laplace_landmarks.onnx_cache import cached_export
+from laplace_landmarks.onnx_runtime import INSTALL_HINT, OnnxSession, require_onnx
 
 YTF68_SLICE = Path(__file__).resolve().parent / "data" / "ytf68_slice"
 SAMPLE = Path(str(resources.files("laplace_landmarks") / "samples")) / "lfw_Naomi_Watts0.jpg"
@@ -140,7 +135,7 @@ def test_backend_exports_into_cache_once(tiny, tiny_onnx, tmp_path, monkeypatch,
         return Path(path)
 
     monkeypatch.setenv("LAPLACE_LANDMARKS_CACHE", str(tmp_path))
-    monkeypatch.setattr("laplace_landmarks.export.export_onnx", fake_export)
+    monkeypatch.setattr("laplace_landmarks.onnx_cache.export_onnx", fake_export)
     landmarker = Landmarker(tiny, backend="onnx", threads=1)
     again = Landmarker(tiny, backend="onnx", threads=1)
     assert len(calls) == 1 and calls[0].parent == tmp_path / "onnx"

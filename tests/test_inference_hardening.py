@@ -387,7 +387,7 @@ def test_a_frame_over_the_limit_that_the_decoder_lets_through_is_still_refused(t
 
 # --- 4. the ONNX cache --------------------------------------------------------------------------
 try:
-    from laplace_landmarks.export import require_onnx
+    from laplace_landmarks.onnx_runtime import require_onnx
 
     require_onnx()
     HAVE_ONNX = True
@@ -435,7 +435,7 @@ def _mean_model_onnx(size: int = 80) -> bytes:
 def cache(tmp_path, monkeypatch):
     """An empty ONNX cache whose exports write :func:`_mean_model_onnx`; returns (the cache file
     for LITE, those bytes, the list of exports made)."""
-    from laplace_landmarks import export
+    from laplace_landmarks import onnx_cache
 
     exports: list[Path] = []
     onnx_bytes = _mean_model_onnx()
@@ -447,8 +447,8 @@ def cache(tmp_path, monkeypatch):
         return Path(path)
 
     monkeypatch.setenv("LAPLACE_LANDMARKS_CACHE", str(tmp_path))
-    monkeypatch.setattr(export, "export_onnx", fake_export)
-    path = export.cache_dir() / f"{export.model_hash(LITE.model)[:24]}.onnx"
+    monkeypatch.setattr(onnx_cache, "export_onnx", fake_export)
+    path = onnx_cache.cache_dir() / f"{onnx_cache.model_hash(LITE.model)[:24]}.onnx"
     return path, onnx_bytes, exports
 
 
@@ -506,7 +506,7 @@ def test_a_damaged_onnx_cache_file_is_rebuilt_once(cache, damage):
 
 @needs_onnx
 def test_an_onnx_cache_that_stays_broken_is_one_landmarks_error(cache, monkeypatch):
-    from laplace_landmarks import export
+    from laplace_landmarks import onnx_cache
 
     path, _, exports = cache
 
@@ -515,7 +515,7 @@ def test_an_onnx_cache_that_stays_broken_is_one_landmarks_error(cache, monkeypat
         Path(target).write_bytes(b"still not onnx")
         return Path(target)
 
-    monkeypatch.setattr(export, "export_onnx", broken_export)
+    monkeypatch.setattr(onnx_cache, "export_onnx", broken_export)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(b"corrupt")
     message = refused(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -12,7 +16,9 @@ from laplace_landmarks.models import (
     count_parameters,
     create_model,
     list_models,
+    model_entry,
     normalize_input,
+    register_model,
     storage_mb,
 )
 
@@ -194,3 +200,57 @@ def test_rcn_lite_is_stride_2_and_five_times_cheaper_than_rcn() -> None:
     assert lite(torch.zeros(1, 3, 80, 80)).shape == (1, 68, 40, 40)
     with pytest.raises(ValueError, match="divisible by 16"):
         lite(torch.zeros(1, 3, 72, 72))
+
+
+# --- the registry is the one description of a generator ---------------------------------------
+def test_registry_kinds_and_generator_options_match_the_configs() -> None:
+    """Every generator's options are fields of both the run config's [model] section and its
+    own config dataclass, so build_generator can pass them through."""
+    from laplace_landmarks.config import ModelConfig
+
+    assert list_models("generator") == ["rcn", "rcn-lite"]
+    assert list_models("discriminator") == ["patchgan"]
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    for name in list_models("generator"):
+        options = model_entry(name).options
+        own_fields = {f.name for f in dataclasses.fields(create_model(name, width=1 / 16).config)}
+        assert {"width", "num_landmarks", "dropout"} <= set(options)
+        assert set(options) <= model_fields & own_fields, name
+
+
+def test_a_generator_registered_once_is_configurable_and_buildable(monkeypatch) -> None:
+    """Adding a generator is one register_model call: the config accepts its name, checks the
+    [model] fields it takes, and build_generator builds it with them."""
+    from laplace_landmarks.checkpoints import build_generator
+    from laplace_landmarks.config import RunConfig
+    from laplace_landmarks.errors import LandmarksError
+    from laplace_landmarks.models import registry
+
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    built = []
+
+    @register_model("tiny", options=("width", "num_landmarks", "dropout", "depth"))
+    def tiny(**kwargs):
+        built.append(kwargs)
+        return create_model("rcn", **{k: v for k, v in kwargs.items() if k != "depth"})
+
+    config = RunConfig.from_dict({"model": {"name": "tiny", "width": 0.0625, "depth": 2}})
+    assert isinstance(build_generator(config), RCN)
+    assert built == [{"width": 0.0625, "num_landmarks": 68, "dropout": 0.2, "depth": 2}]
+    with pytest.raises(LandmarksError, match="model.zero_init_residual = true needs model.name"):
+        RunConfig.from_dict({"model": {"name": "tiny", "depth": 1, "zero_init_residual": True}})
+    with pytest.raises(LandmarksError, match=r"model.depth > 0 needs model.name = 'rcn-lite'"):
+        RunConfig.from_dict({"model": {"name": "rcn", "depth": 1}})
+    with pytest.raises(LandmarksError, match=r"model.name must be one of \('rcn', 'rcn-lite'"):
+        RunConfig.from_dict({"model": {"name": "patchgan"}})
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("tiny", tiny)
+
+
+def test_the_registry_and_the_config_import_without_torch() -> None:
+    """The CLI reads the generator names through the config: neither may import torch."""
+    code = (
+        "import sys, laplace_landmarks.config, laplace_landmarks.models; "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

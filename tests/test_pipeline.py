@@ -3,6 +3,7 @@ calibration), self crops and ``--calibrate``, on the real in-repo slices at widt
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import os
@@ -17,7 +18,8 @@ from conftest import TEST_DATA, UNLABELED_SLICE, YTF68_SLICE
 from laplace_landmarks.checkpoints import load_generator
 from laplace_landmarks.cli import main
 from laplace_landmarks.config import resolve_config
-from laplace_landmarks.training import KILL_ENV, prepare_data
+from laplace_landmarks.data.prepare import prepare_data
+from laplace_landmarks.training import Trainer
 
 QUIET = ["--batch-size", "8", "--threads", "1", "--no-progress"]
 TINY = ["--width", "0.0625", *QUIET]
@@ -111,7 +113,13 @@ def test_multi_stage_resume_skips_finished_stages_and_continues_a_killed_one(
 
 
 def _train_and_die(args: list[str], step: int) -> None:
-    os.environ[KILL_ENV] = str(step)
+    """In a forked child: SIGKILL each stage's Trainer just before its global ``step``."""
+
+    def hook(global_step: int) -> None:
+        if global_step == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    Trainer.__init__ = functools.partialmethod(Trainer.__init__, on_step=hook)
     main(args)
     os._exit(0)  # not reached when the kill hook fires
 

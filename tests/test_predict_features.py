@@ -185,11 +185,11 @@ def test_min_score_drops_faces_under_it_and_the_default_keeps_them(capsys):
 
 
 def test_min_score_sets_the_detectors_threshold():
-    from laplace_landmarks.commands.predict import load_landmarker
+    from laplace_landmarks.inference import Landmarker
 
-    landmarker = load_landmarker("rcn-lite", refine=True, threads=1, min_score=0.75)
+    landmarker = Landmarker.load("rcn-lite", threads=1, min_score=0.75)
     assert landmarker.detector.threshold == 0.75  # the tracker of a video uses it too
-    default = load_landmarker("rcn-lite", refine=True, threads=1)
+    default = Landmarker.load("rcn-lite", threads=1)
     assert default.detector.threshold == 0.0
 
 

@@ -13,8 +13,7 @@ from laplace_landmarks.cli import main
 from laplace_landmarks.config import RunConfig
 from laplace_landmarks.decoding import decode_logits, output_stride, predict_crops
 from laplace_landmarks.heatmaps import render_laplace, to_crop_units, to_heatmap_units
-from laplace_landmarks.losses import laplace_kl
-from laplace_landmarks.training import discriminator_input, supervised_loss
+from laplace_landmarks.losses import discriminator_input, laplace_kl, supervised_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,13 +47,13 @@ def test_losses_at_stride_2_are_in_crop_pixels():
     logits[0, 0, 10, 10] = 0.0  # crop point (20.5, 20.5)
     soft = RunConfig.from_dict({**config.to_dict(), "loss": {"kind": "softargmax"}})
     target = torch.tensor([[[23.5, 20.5]]])  # 3 crop px to the right
-    loss = supervised_loss(logits, target, torch.ones(1, 1), soft, stride=2)
+    loss = supervised_loss(logits, target, torch.ones(1, 1), soft.loss, stride=2)
     assert loss.item() == pytest.approx(3.0, abs=1e-3)
     # LaplaceKL on heatmap pixels equals LaplaceKL of the decoded crop-pixel distribution
     torch.manual_seed(0)
     logits = torch.randn(2, 3, 40, 40, dtype=torch.float64)
     target = torch.rand(2, 3, 2, dtype=torch.float64) * 70 + 5
-    kl = supervised_loss(logits, target, torch.ones(2, 3), config, stride=2)
+    kl = supervised_loss(logits, target, torch.ones(2, 3), config.loss, stride=2)
     mean, scale = decode_logits(logits, stride=2)
     expected = laplace_kl(mean, scale, target, config.loss.target_scale).mean()
     assert kl.item() == pytest.approx(expected.item(), rel=1e-9)
@@ -163,8 +162,10 @@ def test_zero_init_residual_starts_as_the_shallow_network(capsys):
 
 
 def test_landmarker_and_onnx_on_a_lite_checkpoint(lite_run):
-    from laplace_landmarks.export import export_onnx, require_onnx, sample_crops, verify_onnx
+    from laplace_landmarks.data.samples import sample_crops
+    from laplace_landmarks.export import export_onnx, verify_onnx
     from laplace_landmarks.inference import Landmarker
+    from laplace_landmarks.onnx_runtime import require_onnx
 
     landmarker = Landmarker.from_checkpoint(lite_run / "best.pt", threads=1)
     assert output_stride(landmarker.model) == 2

@@ -4,21 +4,24 @@ process, and clean errors for bad input. Width 1/16, one thread, 2 epochs of 2 b
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import UNLABELED_SLICE, YTF68_SLICE
 
+from laplace_landmarks.checkpoints import build_generator
 from laplace_landmarks.cli import main
 from laplace_landmarks.config import RunConfig
-from laplace_landmarks.training import KILL_ENV, build_generator
+from laplace_landmarks.training import Trainer
 
 TIMING_COLUMNS = {"seconds", "images_per_s"}
 # A cheap adversarial recipe: the paper's LaplaceKL+D with a narrow D and few unlabelled faces.
@@ -62,8 +65,19 @@ def run_cli(args: list[str], env: dict[str, str] | None = None, module: list[str
     )
 
 
+def sigkill_at(step: int) -> Callable[[int], None]:
+    """A ``Trainer(on_step=...)`` hook that SIGKILLs this process just before global ``step``."""
+
+    def hook(global_step: int) -> None:
+        if global_step == step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
 def _train_and_die(args: list[str], step: int) -> None:
-    os.environ[KILL_ENV] = str(step)
+    """In a forked child: every Trainer the CLI builds gets the kill hook, then ``train`` runs."""
+    Trainer.__init__ = functools.partialmethod(Trainer.__init__, on_step=sigkill_at(step))
     main(args)
     os._exit(0)  # not reached when the kill hook fires
 

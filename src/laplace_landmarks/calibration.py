@@ -183,7 +183,7 @@ def calibrate_weights(
     offset) and after (``scale_fit``; None with ``fit_scale=False``, which keeps the file's factor).
     """
     from laplace_landmarks.checkpoints import load_generator, resolve_checkpoint, save_weights
-    from laplace_landmarks.evaluation_run import _load_split
+    from laplace_landmarks.evaluation_run import load_split
     from laplace_landmarks.training import default_cache_dir, validation_nme
 
     if "test" in (fit_split, check_split):
@@ -201,7 +201,7 @@ def calibrate_weights(
     model, config, metadata = load_generator(path)
     cache_root = Path(cache_dir or default_cache_dir())
     caches = {
-        split: _load_split(config, dataset, split, root, "five-point", cache_root)[1]
+        split: load_split(config, dataset, split, root, "five-point", cache_root)[1]
         for split in (fit_split, check_split)
     }
     for split, cache in caches.items():

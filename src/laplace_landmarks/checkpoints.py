@@ -26,9 +26,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from laplace_landmarks.atomic import atomic_path
-from laplace_landmarks.config import RunConfig
 from laplace_landmarks.errors import LandmarksError
-from laplace_landmarks.models import create_model
+from laplace_landmarks.models.registry import GENERATOR, create_model, model_entry
+from laplace_landmarks.run_config import RunConfig
 
 CHECKPOINT_VERSION = 1
 # The largest |value| a generator tensor may hold. The shipped generators stay below 2; far
@@ -77,14 +77,13 @@ def resolve_checkpoint(spec: str | Path) -> Path:
 
 
 def build_generator(config: RunConfig) -> torch.nn.Module:
-    """The generator ``config.model`` describes, freshly initialised."""
-    m = config.model
-    extra = {"depth": m.depth} if m.depth else {}
-    if m.zero_init_residual:
-        extra["zero_init_residual"] = True
-    return create_model(
-        m.name, width=m.width, num_landmarks=m.num_landmarks, dropout=m.dropout, **extra
-    )
+    """The generator ``config.model`` describes, freshly initialised: the model registry's
+    factory for ``model.name``, given the ``[model]`` fields its entry takes (``options``)."""
+    entry = model_entry(config.model.name)
+    if entry.kind != GENERATOR:
+        raise ValueError(f"model.name {entry.name!r} is a {entry.kind}, not a generator")
+    options = {option: getattr(config.model, option) for option in entry.options}
+    return create_model(entry.name, **options)
 
 
 def expected_generator(

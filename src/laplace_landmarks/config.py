@@ -1,28 +1,54 @@
-"""Configuration: one frozen dataclass per concern, named TOML recipes, and CLI overrides.
+"""Configuration: named TOML recipes and CLI overrides, resolved into a :class:`RunConfig`.
 
 A recipe file (``recipes/<name>.toml``) sets defaults; ``--set section.field=value`` style
 overrides (and the named CLI flags) replace them; the resolved :class:`RunConfig` is saved with
-every checkpoint.
+every checkpoint. The config dataclasses and their validation live in
+:mod:`laplace_landmarks.run_config` and are re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-import numbers
 import tomllib
-import types
-from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path, PurePath
-from typing import Any, NamedTuple, get_args, get_type_hints
+from pathlib import Path
+from typing import Any
 
 from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.run_config import (
+    CHOICES,
+    GENERATORS,
+    LOSS_KINDS,
+    RANGES,
+    AdversarialConfig,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    Range,
+    RunConfig,
+    TrainConfig,
+    validate,
+)
 
-LOSS_KINDS = ("softargmax", "laplacekl", "gaussiankl")
-GENERATORS = ("rcn", "rcn-lite")  # model.name: the paper's RCN, or its output-stride-2 variant
-
+__all__ = [
+    "CHOICES",
+    "GENERATORS",
+    "LOSS_KINDS",
+    "RANGES",
+    "TRAIN_FLAG_OVERRIDES",
+    "AdversarialConfig",
+    "DataConfig",
+    "LossConfig",
+    "ModelConfig",
+    "Range",
+    "RunConfig",
+    "TrainConfig",
+    "list_recipes",
+    "load_recipe",
+    "resolve_config",
+    "resolve_raw",
+    "validate",
+]
 
 # The `train` command's flags -> the dotted config fields they override (the reproduction grid
 # and the CLI share it).
@@ -54,170 +80,8 @@ TRAIN_FLAG_OVERRIDES = {
 }
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    name: str = "rcn"
-    width: float = 0.25
-    num_landmarks: int = 68
-    dropout: float = 0.2
-    depth: int = 0  # rcn-lite only: extra residual 3x3 convs per coarse scale (models/rcn_lite.py)
-    zero_init_residual: bool = False  # rcn-lite, depth > 0: those convs start at zero (identity)
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    kind: str = "laplacekl"  # softargmax | laplacekl | gaussiankl
-    target_scale: float = 1.0  # b_t (Laplace) or σ_t (Gaussian), crop pixels at 80x80
-    direction: str = "forward"  # forward = KL(target || prediction); reverse = KL(pred || target)
-    norm: str = "l2"  # softargmax distance: l2 | l1 | sql2
-    temperature: float = 1.0
-
-
-@dataclass(frozen=True)
-class AdversarialConfig:
-    enabled: bool = False
-    weight: float = 0.01  # λ on the generator's adversarial loss (lost from the paper)
-    noise_std: float = 0.1  # D's input noise, training only
-    base_width: int = 64  # D's first conv channels
-    lr: float = 1e-3
-    heatmap: str = "laplace"  # how ω(y) renders real heatmaps: laplace | gaussian
-    unlabeled: str | None = None  # folder of unlabelled faces; None = the shared LFW + YTF set
-    num_unlabeled: int | None = None  # N of "+D(N)"; None = all
-    batch_size: int = 32
-    every: int = 1  # run the D step and G's adversarial term on every n-th batch
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    dataset: str = "ytf68"
-    root: str | None = None
-    train_split: str = "trainval-train"
-    val_split: str = "val"
-    split_seed: int = 0
-    val_fraction: float = 0.1
-    size: int = 80
-    extension: float = 2.0
-    cache_dir: str | None = None  # default: <out>/../.cache or $LAPLACE_LANDMARKS_CACHE
-    max_train: int | None = None  # use only the first N training faces (tests, quick runs)
-    max_val: int | None = None
-    flip: bool = False
-    rotation_deg: float = 0.0
-    scale: float = 0.0
-    shift: float = 0.0
-    brightness: float = 0.0
-    contrast: float = 0.0
-    # weights file or shipped name whose detector path re-crops the training faces; those
-    # "self crops" are added to the training set (self_crops.py)
-    self_crops_from: str | None = None
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 200
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    schedule: str = "constant"  # constant | cosine
-    seed: int = 0
-    threads: int | None = None  # torch threads; None = leave torch's default
-    channels_last: bool = True  # NHWC convs: 2-11 % faster here (train_throughput.py)
-    init_from: str | None = None  # weights file or shipped name to start from (fine-tuning)
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    recipe: str = "custom"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, raw: Any) -> RunConfig:
-        """Build and :func:`validate` a config from a recipe / JSON dict (sections as dicts).
-
-        Every field is type-checked (an int where a float is expected is taken as a float) and
-        bounded, so a config read from an untrusted weights file is safe to build a model from.
-        """
-        if not isinstance(raw, dict):
-            raise LandmarksError(f"config: expected a table of sections, got {_kind(raw)}")
-        kwargs: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key == "recipe":
-                kwargs[key] = _typed("recipe", value, str)
-                continue
-            if key not in _SECTION_CLASSES:
-                raise LandmarksError(f"config: unknown section {key!r:.40}")
-            kwargs[key] = _section(key, value)
-        config = cls(**kwargs)
-        validate(config)
-        return config
-
-
-def _kind(value: Any) -> str:
-    """A short description of a value's JSON kind for error messages, e.g. ``list [1]``."""
-    return f"{type(value).__name__} {value!r:.40}"
-
-
-def _typed(name: str, value: Any, hint: Any) -> Any:
-    """``value`` checked against the field type ``hint`` (``float``, ``int | None``, ...).
-
-    bool is never taken as a number; an integer is taken as a float (TOML/JSON write ``1`` for
-    ``1.0``), and floats must be finite; a path (from Python callers) is taken as its string."""
-    options = get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if value is None and type(None) in options:
-        return None
-    if isinstance(value, bool):
-        if bool in options:
-            return value
-    elif isinstance(value, numbers.Integral) and int in options:
-        return int(value)
-    elif isinstance(value, numbers.Real) and float in options:
-        try:
-            number = float(value)
-        except OverflowError:
-            number = math.inf
-        if math.isfinite(number):
-            return number
-        raise LandmarksError(f"config: {name} must be a finite number, got {value!r:.40}")
-    elif isinstance(value, str | PurePath) and str in options:
-        return str(value)
-    expected = " or ".join("null" if t is type(None) else t.__name__ for t in options)
-    raise LandmarksError(f"config: {name} must be {expected}, got {_kind(value)}")
-
-
-def _section(key: str, value: Any) -> Any:
-    """The dataclass of section ``key`` from its raw dict, every field type-checked."""
-    section_cls = _SECTION_CLASSES[key]
-    if not isinstance(value, dict):
-        raise LandmarksError(f"config: [{key}] must be a table of fields, got {_kind(value)}")
-    hints = get_type_hints(section_cls)
-    unknown = set(value) - set(hints)
-    if unknown:
-        names = sorted(map(str, unknown))
-        raise LandmarksError(f"config: unknown field(s) {names!r:.80} in [{key}]")
-    return section_cls(
-        **{
-            name: _typed(f"{key}.{name}", field_value, hints[name])
-            for name, field_value in value.items()
-        }
-    )
-
-
-_SECTION_CLASSES = {
-    "model": ModelConfig,
-    "loss": LossConfig,
-    "adversarial": AdversarialConfig,
-    "data": DataConfig,
-    "train": TrainConfig,
-}
-
-
 def list_recipes() -> list[str]:
+    """The names of the recipes shipped in the package (``recipes/<name>.toml``), sorted."""
     folder = resources.files("laplace_landmarks") / "recipes"
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
@@ -274,7 +138,9 @@ def resolve_raw(
     raw = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
     init_from = (overrides or {}).get("train.init_from") or raw.get("train", {}).get("init_from")
     if init_model and init_from:
-        from laplace_landmarks.training import init_model_config
+        # imported here, not at the top: it loads weights with torch, which the CLI and the
+        # modules that only read configs need not import
+        from laplace_landmarks.fine_tuning import init_model_config
 
         raw = init_model_config(raw, init_from)
     for dotted, value in (overrides or {}).items():
@@ -283,98 +149,3 @@ def resolve_raw(
         section, _, name = dotted.partition(".")
         raw.setdefault(section, {})[name] = value
     return RunConfig.from_dict(raw)
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise LandmarksError(message)
-
-
-class Range(NamedTuple):
-    """Allowed values of a numeric field: ``low``..``high``, each end included unless open."""
-
-    low: float
-    high: float
-    open_low: bool = False
-    open_high: bool = False
-
-    def check(self, name: str, value: float | None) -> None:
-        """Raise LandmarksError naming ``name`` when ``value`` (None: unset, fine) is outside."""
-        if value is None:
-            return
-        if value < self.low or (self.open_low and value == self.low):
-            raise LandmarksError(
-                f"{name} must be {'>' if self.open_low else '>='} {self.low}, got {value!r:.40}"
-            )
-        if value > self.high or (self.open_high and value == self.high):
-            raise LandmarksError(
-                f"{name} must be {'<' if self.open_high else '<='} {self.high}, got {value!r:.40}"
-            )
-
-
-# Bounds of the numeric fields. Most are the maths (a rate > 0, a probability < 1); the rest are
-# sanity bounds far outside any real run, so a typo or an untrusted weights file cannot size a
-# network (crop size, width, depth, landmark count) or a loop beyond what a machine can hold.
-RANGES: dict[str, Range] = {
-    "model.width": Range(1 / 64, 4.0),  # 1 to 256 channels
-    "model.num_landmarks": Range(1, 1000),
-    "model.dropout": Range(0.0, 1.0, open_high=True),
-    "model.depth": Range(0, 8),
-    "loss.target_scale": Range(0.0, 100.0, open_low=True),
-    "loss.temperature": Range(0.01, 100.0),
-    "adversarial.weight": Range(0.0, 1e3),
-    "adversarial.noise_std": Range(0.0, 10.0),
-    "adversarial.base_width": Range(1, 1024),
-    "adversarial.lr": Range(0.0, 1.0, open_low=True),
-    "adversarial.num_unlabeled": Range(1, 10**9),
-    "adversarial.batch_size": Range(1, 65536),
-    "adversarial.every": Range(1, 10**6),
-    "data.split_seed": Range(0, 2**63 - 1),
-    "data.val_fraction": Range(0.0, 1.0, open_low=True, open_high=True),
-    "data.size": Range(16, 512),
-    "data.extension": Range(-1.0, 10.0, open_low=True),  # the crop's half-side: (1 + e) * radius
-    "data.max_train": Range(1, 10**9),
-    "data.max_val": Range(1, 10**9),
-    "data.rotation_deg": Range(0.0, 180.0),
-    "data.scale": Range(0.0, 1.0, open_high=True),  # scale factors 1 +- scale
-    "data.shift": Range(0.0, 1.0),
-    "data.brightness": Range(0.0, 1.0),
-    "data.contrast": Range(0.0, 1.0),
-    "train.epochs": Range(1, 10**6),
-    "train.batch_size": Range(1, 65536),
-    "train.lr": Range(0.0, 10.0, open_low=True),
-    "train.weight_decay": Range(0.0, 1.0),
-    "train.seed": Range(0, 2**63 - 1),
-    "train.threads": Range(1, 1024),
-}
-CHOICES: dict[str, tuple[str, ...]] = {
-    "model.name": GENERATORS,
-    "loss.kind": LOSS_KINDS,
-    "loss.direction": ("forward", "reverse"),
-    "loss.norm": ("l2", "l1", "sql2"),  # losses.NORMS
-    "adversarial.heatmap": ("laplace", "gaussian"),
-    "train.schedule": ("constant", "cosine"),
-}
-
-
-def _value(config: RunConfig, dotted: str) -> Any:
-    section, _, name = dotted.partition(".")
-    return getattr(getattr(config, section), name)
-
-
-def validate(config: RunConfig) -> None:
-    """Raise LandmarksError naming the field for any value out of range (see ``RANGES``)."""
-    for dotted, choices in CHOICES.items():
-        value = _value(config, dotted)
-        _require(value in choices, f"{dotted} must be one of {choices}, got {value!r:.40}")
-    for dotted, allowed in RANGES.items():
-        allowed.check(dotted, _value(config, dotted))
-    _require(
-        config.model.depth == 0 or config.model.name == "rcn-lite",
-        "model.depth > 0 needs model.name = 'rcn-lite'",
-    )
-    _require(
-        not config.model.zero_init_residual or config.model.depth > 0,
-        "model.zero_init_residual needs model.depth > 0 (it initialises the residual convs)",
-    )
-    _require(config.data.size % 16 == 0, "data.size must be divisible by 16")

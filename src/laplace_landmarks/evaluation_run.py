@@ -77,7 +77,9 @@ def _norms(num_landmarks: int) -> tuple[str, ...]:
     return ("inter-ocular", "inter-pupil") if num_landmarks == 68 else ("box",)
 
 
-def _load_split(config, dataset: str, split: str, root: str | None, crop: str, cache_dir: Path):
+def load_split(config, dataset: str, split: str, root: str | None, crop: str, cache_dir: Path):
+    """The labelled faces of ``dataset``/``split`` and their crop cache, cut for ``config``'s
+    crop size by the ``crop`` protocol (one of :data:`CROP_PROTOCOLS`); returns (data, cache)."""
     from laplace_landmarks.data.cache import build_crop_cache
     from laplace_landmarks.data.datasets import load_dataset
 
@@ -172,7 +174,7 @@ def evaluate_checkpoint(
         torch.set_num_threads(threads)
     path = resolve_checkpoint(checkpoint)
     model, config, metadata = load_generator(path)
-    data, cache = _load_split(
+    data, cache = load_split(
         config, dataset, split, root, crop, Path(cache_dir or default_cache_dir())
     )
     if len(cache) == 0:

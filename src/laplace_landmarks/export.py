@@ -1,4 +1,4 @@
-"""ONNX export, int8 quantisation and the ONNX Runtime session behind ``backend="onnx"``.
+"""ONNX export of a generator with its decoding, and its verification against torch.
 
 The exported graph is the generator *plus* its decoding (spatial softmax, softargmax mean and
 Laplace scale), so ONNX Runtime alone maps crops to landmarks:
@@ -11,9 +11,14 @@ Laplace scale), so ONNX Runtime alone maps crops to landmarks:
 The batch axis ``N`` is dynamic. Export uses the dynamo exporter
 (``torch.onnx.export(..., dynamo=True)``); uint8 input exports cleanly (one ``Cast``) and is the
 default, because it is what :meth:`Landmarker.predict_batch` takes and it moves 4x fewer bytes.
-Every file is written atomically (temporary file in the same folder, then ``os.replace``). The
-on-the-fly cache behind ``backend="onnx"`` (:func:`cached_session`) keeps a sha256 beside each
-file and rebuilds, once, a file that fails it or does not load.
+Files are written atomically (temporary file in the same folder, then ``os.replace``).
+
+The rest of the ONNX support lives beside it: the ONNX Runtime session
+(:mod:`laplace_landmarks.onnx_runtime`), the on-the-fly export cache behind ``backend="onnx"``
+(:mod:`laplace_landmarks.onnx_cache`), int8 quantisation (:mod:`laplace_landmarks.quantization`)
+and the sample crops to verify and calibrate on (:mod:`laplace_landmarks.data.samples`).
+``OnnxSession``, ``require_onnx``, ``INSTALL_HINT``, ``quantize_onnx`` and ``sample_crops`` are
+re-exported here for the callers that import them from this module.
 
 Needs the optional packages: ``pip install laplace-landmarks[onnx]``.
 
@@ -28,41 +33,46 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
-import importlib
 import io
 import warnings
 from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
-from laplace_landmarks.atomic import atomic_path, atomic_write_text
-from laplace_landmarks.cache_dirs import onnx_cache_dir
-from laplace_landmarks.decoding import decode_logits, output_stride, point_offset, scale_factor
+from laplace_landmarks.atomic import atomic_path
+from laplace_landmarks.data.samples import sample_crops
+from laplace_landmarks.decoding import (
+    decode_logits,
+    output_stride,
+    point_offset,
+    predict_crops,
+    scale_factor,
+)
 from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.onnx_runtime import INSTALL_HINT, OnnxSession, require_onnx
+from laplace_landmarks.quantization import quantize_onnx
+
+__all__ = [
+    "DEFAULT_OPSET",
+    "EXPORT_VERSION",
+    "INPUT_DTYPES",
+    "INSTALL_HINT",
+    "CropsToLandmarks",
+    "OnnxSession",
+    "check_opset",
+    "export_onnx",
+    "model_crop_size",
+    "quantize_onnx",
+    "require_onnx",
+    "sample_crops",
+    "verify_onnx",
+]
 
 EXPORT_VERSION = 2  # bump when the exported graph changes (invalidates the on-the-fly cache)
 DEFAULT_OPSET = 18
 INPUT_DTYPES = ("uint8", "float32")
-INSTALL_HINT = "pip install laplace-landmarks[onnx]"
-
-
-def require_onnx(*modules: str) -> None:
-    """Import ``modules`` (default: onnx, onnxscript, onnxruntime) or raise a clear error."""
-    missing = []
-    for name in modules or ("onnx", "onnxscript", "onnxruntime"):
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise LandmarksError(f"ONNX support needs the optional packages {missing}: {INSTALL_HINT}")
 
 
 class CropsToLandmarks(nn.Module):
@@ -86,7 +96,7 @@ class CropsToLandmarks(nn.Module):
         return decode_logits(logits.float(), self.temperature, offset, stride, factor)
 
 
-def _crop_size(model: nn.Module) -> int:
+def model_crop_size(model: nn.Module) -> int:
     """The crop side ``model`` takes: ``model.config.input_size``, else 80."""
     return int(getattr(getattr(model, "config", None), "input_size", 80))
 
@@ -113,7 +123,7 @@ def export_onnx(
     """
     require_onnx("onnx", "onnxscript")
     path = Path(path)
-    size = crop_size or _crop_size(model)
+    size = crop_size or model_crop_size(model)
     was_training = model.training
     wrapper = CropsToLandmarks(model, input_dtype).eval()
     if input_dtype == "uint8":
@@ -168,161 +178,6 @@ def _quiet() -> Iterator[None]:
         logger.setLevel(level)
 
 
-class OnnxSession:
-    """An ONNX Runtime CPU session over an exported landmark model.
-
-    Args:
-        path: an ``.onnx`` file written by :func:`export_onnx` (or :func:`quantize_onnx`).
-        threads: ONNX Runtime intra-op threads; None = ONNX Runtime's default (physical cores).
-
-    ``predict(crops)`` takes uint8 ``(N, 3, S, S)`` crops and returns float32 points and scales
-    ``(N, K, 2)`` as torch tensors, in crop pixels, (x, y), 0-based, pixel centres at integers.
-
-    Raises LandmarksError naming ``path`` when the file is missing or ONNX Runtime cannot load it.
-    """
-
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        require_onnx("onnxruntime")
-        import onnxruntime as ort
-
-        if threads is not None and threads < 1:
-            raise ValueError(f"threads must be >= 1, got {threads}")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.inter_op_num_threads = 1
-        if threads is not None:
-            options.intra_op_num_threads = int(threads)
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise LandmarksError(f"{self.path}: no such ONNX file")
-        try:
-            self.session = ort.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime's own InvalidProtobuf, Fail, ... (not exported)
-            reason = " ".join(str(exc).split())  # one line
-            raise LandmarksError(f"{self.path}: ONNX Runtime cannot load it ({reason})") from exc
-        self.input_name = self.session.get_inputs()[0].name
-        self.takes_uint8 = self.session.get_inputs()[0].type == "tensor(uint8)"
-
-    def check_interface(self, crop_size: int) -> OnnxSession:
-        """``self``, once sure the graph maps crops ``(N, 3, crop_size, crop_size)`` to two
-        outputs (points, scale); LandmarksError naming the file otherwise (another model's
-        file, or one for another crop size)."""
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        shape = list(inputs[0].shape[1:]) if len(inputs) == 1 else None
-        if shape != [3, crop_size, crop_size] or len(outputs) != 2:
-            found = [tuple(i.shape) for i in inputs]
-            raise LandmarksError(
-                f"{self.path}: not a landmark model for {crop_size}-pixel crops "
-                f"(inputs {found}, {len(outputs)} outputs)"
-            )
-        return self
-
-    def run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One ONNX Runtime call on uint8 ``(N, 3, S, S)`` crops: numpy points and scales."""
-        feed = crops if self.takes_uint8 else crops.astype(np.float32) / 255.0
-        points, scale = self.session.run(None, {self.input_name: np.ascontiguousarray(feed)})
-        return points, scale
-
-    def predict(self, crops: Tensor, batch_size: int = 256) -> tuple[Tensor, Tensor]:
-        """Points and scales ``(N, K, 2)`` (float32 tensors) for uint8 crops ``(N, 3, S, S)``."""
-        array = crops.numpy() if torch.is_tensor(crops) else np.asarray(crops)
-        if array.dtype != np.uint8 or array.ndim != 4:
-            raise ValueError(f"crops must be uint8 (N, 3, S, S), got {array.shape} {array.dtype}")
-        parts = [self.run(array[i : i + batch_size]) for i in range(0, len(array), batch_size)]
-        if not parts:
-            k = self.session.get_outputs()[0].shape[1]
-            return torch.zeros(0, int(k), 2), torch.zeros(0, int(k), 2)
-        points = np.concatenate([p for p, _ in parts])
-        scale = np.concatenate([s for _, s in parts])
-        return torch.from_numpy(points), torch.from_numpy(scale)
-
-
-def cache_dir() -> Path:
-    """Where ONNX exports are cached (see :func:`laplace_landmarks.cache_dirs.onnx_cache_dir`)."""
-    return onnx_cache_dir()
-
-
-def model_hash(model: nn.Module, input_dtype: str = "uint8", opset: int = DEFAULT_OPSET) -> str:
-    """sha256 over the weights, the model config, the export settings and the torch version."""
-    digest = hashlib.sha256()
-    config = getattr(model, "config", None)
-    digest.update(f"{EXPORT_VERSION}|{torch.__version__}|{input_dtype}|{opset}|{config}".encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def cached_export(model: nn.Module, input_dtype: str = "uint8") -> Path:
-    """The ONNX file of ``model`` in :func:`cache_dir`, exported on first use (keyed by hash).
-
-    A file that does not match the sha256 checksum written beside it at export (``.sha256``;
-    a truncated, corrupt or half-copied file, or one from before checksums) is exported again.
-    """
-    path = _cache_path(model, input_dtype)
-    if not _checksum_matches(path):
-        _export_to_cache(model, path, input_dtype)
-    return path
-
-
-def cached_session(
-    model: nn.Module, threads: int | None = None, input_dtype: str = "uint8"
-) -> OnnxSession:
-    """An :class:`OnnxSession` on ``model``'s cached export (see :func:`cached_export`).
-
-    A cache file that is missing, fails its checksum, does not load or does not take the
-    model's crops is rebuilt once, atomically; LandmarksError naming the file when even the
-    rebuilt one fails.
-    """
-    path = _cache_path(model, input_dtype)
-    size = _crop_size(model)
-    if _checksum_matches(path):
-        try:
-            return OnnxSession(path, threads).check_interface(size)
-        except LandmarksError:
-            pass  # intact but unusable (e.g. written by another exporter): rebuild it
-    _export_to_cache(model, path, input_dtype)
-    try:
-        return OnnxSession(path, threads).check_interface(size)
-    except LandmarksError as exc:
-        raise LandmarksError(
-            f"{path}: rebuilt the ONNX cache file, still unusable ({exc})"
-        ) from exc
-
-
-def _cache_path(model: nn.Module, input_dtype: str) -> Path:
-    return cache_dir() / f"{model_hash(model, input_dtype)[:24]}.onnx"
-
-
-def _checksum_path(path: Path) -> Path:
-    return path.with_name(f"{path.name}.sha256")
-
-
-def _file_sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def _checksum_matches(path: Path) -> bool:
-    """Whether ``path`` and its ``.sha256`` both exist and agree."""
-    try:
-        expected = _checksum_path(path).read_text(encoding="utf-8").strip()
-        return _file_sha256(path) == expected
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-def _export_to_cache(model: nn.Module, path: Path, input_dtype: str) -> None:
-    """Export ``model`` to ``path`` and write its checksum, each file atomically."""
-    try:
-        export_onnx(model, path, input_dtype=input_dtype)
-        atomic_write_text(_checksum_path(path), _file_sha256(path) + "\n")
-    except OSError as exc:
-        raise LandmarksError(f"{path}: cannot write the ONNX cache file ({exc})") from exc
-
-
 def verify_onnx(
     path: str | Path, model: nn.Module, crops: Tensor, threads: int | None = 1
 ) -> dict[str, float]:
@@ -331,8 +186,6 @@ def verify_onnx(
     Returns ``max_abs_points`` and ``max_abs_scale``: the largest absolute differences, in crop
     pixels, over all crops, landmarks and axes, plus ``faces`` (the number of crops).
     """
-    from laplace_landmarks.decoding import predict_crops
-
     onnx_points, onnx_scale = OnnxSession(path, threads=threads).predict(crops)
     torch_points, torch_scale = predict_crops(model, crops)
     return {
@@ -340,128 +193,3 @@ def verify_onnx(
         "max_abs_points": float((onnx_points - torch_points).abs().max()),
         "max_abs_scale": float((onnx_scale - torch_scale).abs().max()),
     }
-
-
-def sample_crops(size: int = 80, root: str | Path | None = None) -> Tensor:
-    """Real uint8 crops ``(N, 3, size, size)`` cut with the package's own crop code.
-
-    Each bundled sample photo gives a crop per dlib HOG detection (:func:`crop_from_detection`)
-    and, when a ``.pts`` file sits beside it, the paper's 5-point crop. With ``root`` (a
-    ytf68-style folder such as ``tests/data/ytf68_slice``) its labelled faces are added too
-    (5-point crops, both splits). Computed once per process and argument pair, then copied.
-    """
-    return _sample_crops(int(size), None if root is None else str(Path(root).resolve())).clone()
-
-
-@functools.lru_cache(maxsize=4)
-def _sample_crops(size: int, root: str | None) -> Tensor:
-    from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68, warp_crop
-    from laplace_landmarks.data.formats import read_pts
-    from laplace_landmarks.data.images import load_image
-    from laplace_landmarks.detection import DlibHogDetector, crop_from_detection
-
-    folder = Path(str(resources.files("laplace_landmarks") / "samples"))
-    detector, crops = DlibHogDetector(upsample=1), []
-    for image_path in sorted(folder.glob("*.jpg")):
-        rgb = load_image(image_path)
-        regions = [crop_from_detection(d.box, size) for d in detector(rgb)]
-        if image_path.with_suffix(".pts").is_file():
-            five = five_points_from_68(read_pts(image_path.with_suffix(".pts")))
-            regions.append(crop_from_five_points(five, size))
-        crops += [warp_crop(rgb, region) for region in regions]
-    if root is not None:
-        crops += list(_dataset_crops(Path(root), size))
-    return torch.from_numpy(np.ascontiguousarray(np.stack(crops).transpose(0, 3, 1, 2)))
-
-
-def _dataset_crops(root: Path, size: int) -> Iterator[np.ndarray]:
-    from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68, warp_crop
-    from laplace_landmarks.data.datasets import load_dataset
-    from laplace_landmarks.data.images import load_image
-
-    for split in ("train", "test"):
-        try:
-            samples = load_dataset("ytf68", split, root=root).samples
-        except (FileNotFoundError, ValueError) as exc:
-            raise LandmarksError(
-                f"--verify-root {root}: not a ytf68-style folder ({exc})"
-            ) from None
-        for sample in samples:
-            crop = crop_from_five_points(five_points_from_68(sample.points), size)
-            yield warp_crop(load_image(sample.image_path), crop)
-
-
-def quantize_onnx(
-    fp32_path: str | Path,
-    out_path: str | Path,
-    calibration: Tensor | None = None,
-    *,
-    mode: str = "static",
-    per_channel: bool = False,
-    keep_head_fp32: bool = True,
-) -> Path:
-    """int8-quantise an exported model with ONNX Runtime's tools, atomically.
-
-    Args:
-        fp32_path: a file from :func:`export_onnx` (uint8 input).
-        out_path: where to write the int8 model.
-        calibration: uint8 crops ``(N, 3, S, S)`` for ``mode="static"`` (activation ranges,
-            MinMax); a few hundred real face crops are plenty.
-        mode: ``"static"`` (QDQ int8 weights and uint8 activations for every Conv) or
-            ``"dynamic"`` (int8 weights, activation ranges computed at run time).
-        per_channel: per-output-channel weight scales.
-        keep_head_fp32: leave the last Conv (the logits head) in float, a precaution because
-            the logits feed a softmax over every pixel. On ytf68 it made no consistent NME
-            difference either way (docs/results.md, benchmarks/quantization.py).
-    """
-    require_onnx("onnx", "onnxruntime")
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    if mode not in ("static", "dynamic"):
-        raise ValueError(f"mode must be 'static' or 'dynamic', got {mode!r}")
-    if mode == "static" and (calibration is None or len(calibration) == 0):
-        raise ValueError("calibration: static quantisation needs uint8 crops (N, 3, S, S)")
-    out_path = Path(out_path)
-    with atomic_path(out_path) as temporary:
-        prepared = temporary.with_suffix(".pre.onnx")  # in atomic_path's private folder
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        convs = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"]
-        nodes = convs[:-1] if keep_head_fp32 else convs
-        if mode == "dynamic":
-            quantize_dynamic(
-                str(prepared),
-                str(temporary),
-                per_channel=per_channel,
-                weight_type=QuantType.QInt8,
-                nodes_to_quantize=nodes,
-            )
-        else:
-            batches = [calibration[i : i + 16].numpy() for i in range(0, len(calibration), 16)]
-
-            class Reader(CalibrationDataReader):
-                def __init__(self) -> None:
-                    self.batches = iter(batches)
-
-                def get_next(self) -> dict[str, Any] | None:
-                    batch = next(self.batches, None)
-                    return None if batch is None else {"crops": batch}
-
-            quantize_static(
-                str(prepared),
-                str(temporary),
-                Reader(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=per_channel,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                nodes_to_quantize=nodes,
-            )
-    return out_path

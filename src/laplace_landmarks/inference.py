@@ -34,12 +34,12 @@ import torch
 from PIL import Image
 
 from laplace_landmarks.checkpoints import load_generator
-from laplace_landmarks.config import RunConfig
 from laplace_landmarks.data.crops import Crop, crop_from_five_points, five_points_from_68, warp_crop
 from laplace_landmarks.data.images import to_rgb_array
 from laplace_landmarks.decoding import point_offset, predict_crops
 from laplace_landmarks.detection import FaceDetector, crop_from_detection
 from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.run_config import RunConfig
 
 Box = tuple[float, float, float, float]
 ImageInput = str | Path | Image.Image | np.ndarray
@@ -173,11 +173,19 @@ class Landmarker:
         return landmarker
 
     @classmethod
-    def load(cls, model: str | Path | None = None, **kwargs: Any) -> Landmarker:
+    def load(
+        cls, model: str | Path | None = None, min_score: float | None = None, **kwargs: Any
+    ) -> Landmarker:
         """A shipped model by name (None = the default) or a weights/checkpoint file by path.
 
         ``flip_test`` left out (or None) takes a shipped model's own setting; a file has it off
-        unless asked. Raises LandmarksError for an unknown name or a missing file."""
+        unless asked. ``min_score`` sets the built-in dlib HOG detector's score threshold (its
+        ``adjust_threshold``; None keeps 0). Raises LandmarksError for an unknown name or a
+        missing file."""
+        if min_score is not None and kwargs.get("detector") is None:
+            from laplace_landmarks.detection import DlibHogDetector
+
+            kwargs["detector"] = DlibHogDetector(upsample=1, threshold=min_score)
         if model is not None and (
             Path(model).suffix in (".safetensors", ".pt") or Path(model).exists()
         ):
@@ -501,9 +509,13 @@ def _onnx_backend(
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
     if backend == "torch":
         return backend, None
-    from laplace_landmarks.export import OnnxSession, cached_session, require_onnx
+    # imported here: the ONNX backend is optional, and only a model without an .onnx file needs
+    # the export cache (and, through it, the exporter)
+    from laplace_landmarks.onnx_runtime import OnnxSession, require_onnx
 
     if path is None:
+        from laplace_landmarks.onnx_cache import cached_session
+
         require_onnx()  # exporting needs onnx and onnxscript too
         session = cached_session(model, threads)
     else:

@@ -3,6 +3,10 @@
 Each loss is a pure function with a thin ``nn.Module`` wrapper. Points are ``(B, K, 2)`` as
 (x, y) pixels, 0-based, pixel centres at integers; logits are ``(B, K, H, W)``; an optional
 visibility mask is ``(B, K)`` (True/1 = counts). Averages run over visible landmarks.
+
+:func:`supervised_loss` composes the loss a run's ``[loss]`` section configures (in crop pixels,
+for a generator of any output stride), and :func:`discriminator_input` what the discriminator
+sees; the trainer uses both.
 """
 
 from __future__ import annotations
@@ -12,7 +16,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from laplace_landmarks._checks import check_finite, check_positive, check_same_points, check_tensor
-from laplace_landmarks.heatmaps import gaussian_variance, laplace_scale, softargmax, spatial_softmax
+from laplace_landmarks.heatmaps import (
+    gaussian_variance,
+    laplace_scale,
+    softargmax,
+    spatial_softmax,
+    to_heatmap_units,
+)
+from laplace_landmarks.run_config import LossConfig
 
 DIRECTIONS = ("forward", "reverse")
 NORMS = ("l2", "l1", "sql2")
@@ -175,6 +186,36 @@ def generator_adversarial_loss(fake_logits: Tensor) -> Tensor:
     """Non-saturating G loss: -log D(x_u, G(x_u)), i.e. BCE of fake patches against 1."""
     check_tensor(fake_logits, "fake_logits")
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+
+
+def supervised_loss(
+    logits: Tensor, points: Tensor, visibility: Tensor, loss: LossConfig, stride: int = 1
+) -> Tensor:
+    """The loss ``loss`` configures (``kind``, scale, direction, norm, temperature).
+
+    ``points`` and ``loss.target_scale`` are in crop pixels. For a model with output stride
+    s > 1 the targets move to heatmap pixels (the KL losses are unchanged by that common
+    rescaling) and the softargmax distance is scaled back to crop pixels.
+    """
+    target, scale = to_heatmap_units(points, stride), loss.target_scale / stride
+    if loss.kind == "softargmax":
+        distance = softargmax_loss(logits, target, visibility, loss.norm, loss.temperature)
+        return distance * (stride**2 if loss.norm == "sql2" else stride)
+    if loss.kind == "laplacekl":
+        return laplace_kl_loss(logits, target, scale, visibility, loss.direction, loss.temperature)
+    return gaussian_kl_loss(logits, target, scale**2, visibility, loss.direction, loss.temperature)
+
+
+def discriminator_input(images: Tensor, heatmaps: Tensor) -> Tensor:
+    """What the discriminator sees: the image in [-1, 1] stacked with the heatmaps, each channel
+    scaled so that its peak is 1.
+
+    Heatmaps coarser than the image (output stride > 1) get the image average-pooled to their size.
+    """
+    if images.shape[-2:] != heatmaps.shape[-2:]:
+        images = F.adaptive_avg_pool2d(images, heatmaps.shape[-2:])
+    peak = heatmaps.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
+    return torch.cat([images, heatmaps / peak], dim=1)
 
 
 class SoftargmaxLoss(nn.Module):

@@ -37,8 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from laplace_landmarks.atomic import atomic_write_text, make_folder
+from laplace_landmarks.calibration import calibrate_weights
+from laplace_landmarks.checkpoints import load_checkpoint
 from laplace_landmarks.config import RunConfig, load_recipe, resolve_raw
 from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.training import Trainer
 
 SECTIONS = ("model", "loss", "adversarial", "data", "train")
 SHORTHANDS = {
@@ -197,8 +200,6 @@ def calibrate_run(
     """Fit the point offset of ``weights`` on the run's training split (checked on its
     validation split) with :func:`~laplace_landmarks.calibration.calibrate_weights`; writes
     ``out`` and ``out`` with ``.json``."""
-    from laplace_landmarks.calibration import calibrate_weights
-
     d = config.data
     result = calibrate_weights(
         weights,
@@ -273,8 +274,6 @@ def _train_stage(
     trainer_options: dict[str, Any],
 ) -> bool:
     """Train (or skip, if finished and resuming) one stage; False when it stopped on time."""
-    from laplace_landmarks.training import Trainer
-
     if resume and _finished(stage_dir, config):
         print(f"stage {stage.name}: finished already; skipped", file=sys.stderr)
         return True
@@ -293,8 +292,6 @@ def _rank() -> int:
 
 def _resume_config(stage_dir: Path, overrides: dict[str, Any] | None) -> RunConfig | None:
     """The config a started stage was trained with (``last.pt``), epochs extended if asked."""
-    from laplace_landmarks.checkpoints import load_checkpoint
-
     if not (stage_dir / "last.pt").exists():
         return None
     raw = load_checkpoint(stage_dir / "last.pt")["config"]
@@ -305,8 +302,6 @@ def _resume_config(stage_dir: Path, overrides: dict[str, Any] | None) -> RunConf
 
 
 def _finished(stage_dir: Path, config: RunConfig) -> bool:
-    from laplace_landmarks.checkpoints import load_checkpoint
-
     last = stage_dir / "last.pt"
     return last.exists() and int(load_checkpoint(last)["epoch"]) >= config.train.epochs
 

@@ -18,18 +18,22 @@ import hashlib
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from laplace_landmarks.checkpoints import resolve_checkpoint
 from laplace_landmarks.data.cache import CropCache, cache_key
+from laplace_landmarks.data.crops import warp_crop
+from laplace_landmarks.data.images import to_rgb_array
 from laplace_landmarks.data.types import LandmarkDataset, Sample
-from laplace_landmarks.detection import detection_holding
+from laplace_landmarks.detection import (
+    DETECTOR_CROP_SCALE,
+    DETECTOR_CROP_SHIFT,
+    detection_holding,
+)
 from laplace_landmarks.errors import LandmarksError
-
-if TYPE_CHECKING:
-    from laplace_landmarks.inference import Landmarker
+from laplace_landmarks.inference import Landmarker
 
 
 def make_self_crops(
@@ -40,9 +44,6 @@ def make_self_crops(
     ``landmarker`` is a :class:`~laplace_landmarks.inference.Landmarker` (one refinement pass,
     as users run it). Raises LandmarksError when no face has a detection holding its centre.
     """
-    from laplace_landmarks.data.crops import warp_crop
-    from laplace_landmarks.data.images import to_rgb_array
-
     images, points, visibility, matrices, kept = [], [], [], [], []
     start = time.perf_counter()
     for sample in samples:
@@ -77,24 +78,8 @@ def make_self_crops(
     )
 
 
-def concat_crop_caches(first: CropCache, second: CropCache) -> CropCache:
-    """One labelled :class:`CropCache` holding ``first``'s faces, then ``second``'s."""
-    if first.images.shape[1:] != second.images.shape[1:]:
-        raise LandmarksError(
-            f"crops: sizes differ ({tuple(first.images.shape[1:])} vs "
-            f"{tuple(second.images.shape[1:])}); self crops need the training crop size"
-        )
-    return CropCache(
-        torch.cat([first.images, second.images]),
-        torch.cat([first.points, second.points]),
-        torch.cat([first.visibility, second.visibility]),
-        torch.cat([first.matrices, second.matrices]),
-        first.identities + second.identities,
-        first.paths + second.paths,
-    )
-
-
 def file_sha256(path: str | Path) -> str:
+    """The sha256 hex digest of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -114,10 +99,6 @@ def self_crop_cache(
     The cache file is named by a sha256 of the weights file's bytes, the dataset's samples (paths,
     file stats, annotations) and the crop settings, so new weights or new labels build a new one.
     """
-    from laplace_landmarks.checkpoints import resolve_checkpoint
-    from laplace_landmarks.detection import DETECTOR_CROP_SCALE, DETECTOR_CROP_SHIFT
-    from laplace_landmarks.inference import Landmarker
-
     path = resolve_checkpoint(weights)
     settings = {
         "kind": "self-crops",

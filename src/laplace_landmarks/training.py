@@ -1,53 +1,56 @@
-"""The trainer: supervised and adversarial steps, checkpoints, resume, metrics, DDP.
+"""The trainer: supervised and adversarial steps, checkpoints, resume and metrics.
 
 Every random draw of an epoch (the order of faces, augmentation, dropout, D's noise, the
 unlabelled batches) is seeded from (seed, epoch, rank), so a run resumed from the checkpoint
 of epoch e repeats epoch e+1 exactly as an uninterrupted run would. Multi-process training is
-PyTorch DDP under ``torchrun`` (gloo on CPU); each rank takes every world-th face of the epoch's
-order, so the summed gradient equals the single-process one with the same global batch.
+PyTorch DDP under ``torchrun`` (gloo on CPU, see :mod:`laplace_landmarks.distributed`); each rank
+takes every world-th face of the epoch's order, so the summed gradient equals the single-process
+one with the same global batch.
 
 A diverging run (a loss, gradient or weight that is NaN or infinite, e.g. from a far too high
 learning rate) stops with a LandmarksError naming the epoch and step before the bad update is
 applied or saved, so ``last.pt``, ``best.pt`` and ``best.safetensors`` keep the last good epoch.
+
+The run's data comes from :mod:`laplace_landmarks.data.prepare`, its augmentation from
+:func:`~laplace_landmarks.data.transforms.augment`, its losses from
+:mod:`laplace_landmarks.losses`, fine-tuning from :mod:`laplace_landmarks.fine_tuning` and its
+records from :mod:`laplace_landmarks.run_log`.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
-import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor
 
-from laplace_landmarks.atomic import atomic_path, atomic_torch_save, make_folder
-from laplace_landmarks.cache_dirs import crop_cache_dir
+from laplace_landmarks.atomic import atomic_torch_save, make_folder
 from laplace_landmarks.checkpoints import (
     CHECKPOINT_VERSION,
     build_generator,
     load_checkpoint,
-    load_generator,
-    resolve_checkpoint,
     save_weights,
 )
-from laplace_landmarks.config import RunConfig
-from laplace_landmarks.data.cache import CropCache, build_crop_cache
-from laplace_landmarks.data.datasets import load_dataset
-from laplace_landmarks.data.markups import MIRROR_PERMUTATIONS
-from laplace_landmarks.data.transforms import color_jitter, hflip, random_similarity
+from laplace_landmarks.data.cache import CropCache
+from laplace_landmarks.data.prepare import TrainData, default_cache_dir, prepare_data
+from laplace_landmarks.data.transforms import augment
 from laplace_landmarks.decoding import output_stride, predict_crops
+from laplace_landmarks.distributed import (
+    any_process,
+    barrier,
+    check_batch,
+    distributed_setup,
+    resolve_device,
+)
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.evaluation import nme_per_face
+from laplace_landmarks.fine_tuning import load_init_weights
 from laplace_landmarks.heatmaps import (
     render_gaussian,
     render_laplace,
@@ -55,15 +58,19 @@ from laplace_landmarks.heatmaps import (
     to_heatmap_units,
 )
 from laplace_landmarks.losses import (
+    discriminator_input,
     discriminator_loss,
-    gaussian_kl_loss,
     generator_adversarial_loss,
-    laplace_kl_loss,
-    softargmax_loss,
+    supervised_loss,
 )
 from laplace_landmarks.models import create_model, normalize_input
+from laplace_landmarks.run_config import RunConfig
+from laplace_landmarks.run_log import RunLog, progress_bar
 
-KILL_ENV = "LAPLACE_LANDMARKS_TEST_KILL_AT_STEP"  # tests: SIGKILL the run at this global step
+__all__ = ["Trainer", "default_cache_dir", "resolve_device", "validation_nme"]
+
+#: Called with the run's global step (1-based, counted over all epochs) before that step runs.
+StepCallback = Callable[[int], None]
 
 
 class _Diverged(Exception):
@@ -74,143 +81,6 @@ class _Diverged(Exception):
     def __init__(self, reason: str, step: str = "") -> None:
         super().__init__(reason)
         self.step = step
-
-
-@dataclass
-class TrainData:
-    train: CropCache
-    val: CropCache
-    unlabeled: CropCache | None
-
-
-def default_cache_dir() -> Path:
-    """Where crop caches go (see :func:`laplace_landmarks.cache_dirs.crop_cache_dir`)."""
-    return crop_cache_dir()
-
-
-def prepare_data(config: RunConfig, cache_dir: Path, progress: bool = True) -> TrainData:
-    """Load the splits and build (or reuse) their crop caches.
-
-    With ``data.self_crops_from``, the training set also holds the self crops of its faces
-    (see :mod:`laplace_landmarks.self_crops`)."""
-    d = config.data
-    kwargs = {"root": d.root, "seed": d.split_seed, "val_fraction": d.val_fraction}
-    caches, datasets = [], []
-    for split, limit in ((d.train_split, d.max_train), (d.val_split, d.max_val)):
-        dataset = load_dataset(d.dataset, split, max_images=limit, **kwargs)
-        datasets.append(dataset)
-        caches.append(
-            build_crop_cache(
-                dataset, cache_dir, size=d.size, extension=d.extension, progress=progress
-            )
-        )
-    if d.self_crops_from:
-        from laplace_landmarks.self_crops import concat_crop_caches, self_crop_cache
-
-        extra = self_crop_cache(
-            d.self_crops_from, datasets[0], cache_dir, threads=config.train.threads
-        )
-        caches[0] = concat_crop_caches(caches[0], extra)
-    unlabeled = None
-    if config.adversarial.enabled:
-        a = config.adversarial
-        dataset = load_dataset(
-            "unlabeled", "all", root=a.unlabeled, seed=config.train.seed, max_images=a.num_unlabeled
-        )
-        unlabeled = build_crop_cache(dataset, cache_dir, size=d.size, progress=progress)
-        if len(unlabeled) == 0:
-            raise ValueError("adversarial: no usable unlabelled faces were found")
-    return TrainData(caches[0], caches[1], unlabeled)
-
-
-def _init_source(init_from: str) -> tuple[torch.nn.Module, RunConfig]:
-    """The network and config of ``init_from`` (a weights file or a shipped name); an ensemble
-    is refused."""
-    model, config, metadata = load_generator(resolve_checkpoint(init_from))
-    if "ensemble" in metadata:
-        raise LandmarksError(f"train: --init-from {init_from}: an ensemble cannot be fine-tuned")
-    return model, config
-
-
-def init_model_config(config_dict: dict, init_from: str) -> dict:
-    """``config_dict`` with its ``model`` section taken from ``init_from``'s weights.
-
-    Fine-tuning starts from another run's network, so its architecture comes from there;
-    dropout stays the recipe's (it is a training choice, not a shape)."""
-    _, init_config = _init_source(init_from)
-    model = {**init_config.to_dict()["model"]}
-    model["dropout"] = config_dict.get("model", {}).get("dropout", model["dropout"])
-    return {**config_dict, "model": model}
-
-
-def load_init_weights(model: torch.nn.Module, init_from: str) -> None:
-    """Copy ``init_from``'s weights into ``model``; ``point_offset`` and ``scale_factor`` reset.
-
-    The offset corrects one training set's bias against its labels; fine-tuning on other
-    labels must fit its own (``laplace-landmarks calibrate``)."""
-    source, _ = _init_source(init_from)
-    state = dict(source.state_dict())
-    if "point_offset" in state:
-        state["point_offset"] = torch.zeros_like(state["point_offset"])
-    if "scale_factor" in state:  # fitted to that network's spread, not to the fine-tuned one
-        state["scale_factor"] = torch.ones_like(state["scale_factor"])
-    own = model.state_dict()
-    mismatched = [k for k in own if k not in state or state[k].shape != own[k].shape]
-    if mismatched or set(state) - set(own):
-        raise LandmarksError(
-            f"train: --init-from {init_from}: its network does not match the configured one "
-            f"(first differing tensor: {(mismatched or sorted(set(state) - set(own)))[0]}); "
-            "leave --arch/--width/--depth unset to take them from the weights"
-        )
-    model.load_state_dict(state)
-
-
-def supervised_loss(
-    logits: Tensor, points: Tensor, visibility: Tensor, config: RunConfig, stride: int = 1
-) -> Tensor:
-    """The configured loss; ``points`` and ``target_scale`` are in crop pixels.
-
-    For a model with output stride s > 1 the targets move to heatmap pixels (the KL losses are
-    unchanged by that common rescaling) and the softargmax distance is scaled back to crop pixels.
-    """
-    loss = config.loss
-    target, scale = to_heatmap_units(points, stride), loss.target_scale / stride
-    if loss.kind == "softargmax":
-        distance = softargmax_loss(logits, target, visibility, loss.norm, loss.temperature)
-        return distance * (stride**2 if loss.norm == "sql2" else stride)
-    if loss.kind == "laplacekl":
-        return laplace_kl_loss(logits, target, scale, visibility, loss.direction, loss.temperature)
-    return gaussian_kl_loss(logits, target, scale**2, visibility, loss.direction, loss.temperature)
-
-
-def discriminator_input(images: Tensor, heatmaps: Tensor) -> Tensor:
-    """Image in [-1, 1] stacked with heatmaps scaled so each channel's peak is 1.
-
-    Heatmaps coarser than the image (output stride > 1) get the image average-pooled to their size.
-    """
-    if images.shape[-2:] != heatmaps.shape[-2:]:
-        images = F.adaptive_avg_pool2d(images, heatmaps.shape[-2:])
-    peak = heatmaps.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12)
-    return torch.cat([images, heatmaps / peak], dim=1)
-
-
-def augment(
-    images: Tensor, points: Tensor, visibility: Tensor, config: RunConfig, rng: torch.Generator
-) -> tuple[Tensor, Tensor, Tensor]:
-    """The improved recipe's augmentation of a uint8 batch; the identity for paper recipes."""
-    d = config.data
-    if d.flip:
-        perm = torch.as_tensor(np.array(MIRROR_PERMUTATIONS[points.shape[1]]))
-        flipped_images, flipped_points = hflip(images, points, perm)
-        chosen = torch.rand(len(images), generator=rng) < 0.5
-        images = torch.where(chosen[:, None, None, None], flipped_images, images)
-        points = torch.where(chosen[:, None, None], flipped_points, points)
-        visibility = torch.where(chosen[:, None], visibility[:, perm], visibility)
-    if d.rotation_deg or d.scale or d.shift:
-        images, points = random_similarity(images, points, rng, d.rotation_deg, d.scale, d.shift)
-    if d.brightness or d.contrast:
-        images = color_jitter(images, rng, d.brightness, d.contrast)
-    return images, points, visibility
 
 
 def validation_nme(model: torch.nn.Module, val: CropCache) -> tuple[float, float]:
@@ -225,7 +95,23 @@ def validation_nme(model: torch.nn.Module, val: CropCache) -> tuple[float, float
 
 
 class Trainer:
-    """Train one run into ``out_dir``: ``config.json``, ``metrics.csv``, ``last.pt``, ``best.pt``."""
+    """Train one run into ``out_dir``: ``config.json``, ``metrics.csv``, ``last.pt``, ``best.pt``
+    and ``best.safetensors``.
+
+    Args:
+        config: the resolved run config.
+        out_dir: the run's folder (created).
+        resume: continue from ``out_dir/last.pt`` when it exists.
+        progress: show a progress bar per epoch (rank 0).
+        cache_dir: where crop caches go; default ``config.data.cache_dir``, else
+            :func:`default_cache_dir`.
+        tensorboard: also write TensorBoard scalars (needs the ``tensorboard`` package).
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (see :func:`resolve_device`).
+        time_limit: seconds; :meth:`fit` stops after the first epoch that ends past it.
+        data: the run's crops, prepared already (default: :func:`prepare_data` of ``config``).
+        on_step: called with the global step (1-based, over all epochs) before each training
+            step; tests use it to interrupt a run at a given step.
+    """
 
     def __init__(
         self,
@@ -239,9 +125,11 @@ class Trainer:
         device: str | torch.device = "cpu",
         time_limit: float | None = None,
         data: TrainData | None = None,
+        on_step: StepCallback | None = None,
     ) -> None:
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
-        self.rank, self.world = _distributed_setup()
+        self.on_step = on_step
+        self.rank, self.world = distributed_setup()
         self.device = resolve_device(device)
         if self.world > 1 and self.device.type != "cpu":
             raise LandmarksError("train: multi-process (torchrun) training runs on the CPU only")
@@ -252,7 +140,7 @@ class Trainer:
             torch.set_num_threads(config.train.threads)
         self.cache_dir = Path(cache_dir or config.data.cache_dir or default_cache_dir())
         make_folder(self.out_dir)
-        self.writer = _tensorboard(self.out_dir) if tensorboard and self.rank == 0 else None
+        self.log = RunLog(self.out_dir, tensorboard=tensorboard and self.rank == 0)
         if data is not None:
             self.data = data
             if config.adversarial.enabled and data.unlabeled is None:
@@ -264,7 +152,7 @@ class Trainer:
                 raise
             except (OSError, ValueError) as exc:  # missing or unreadable data, bad split
                 raise LandmarksError(f"data: {exc}") from exc
-        _check_batch(len(self.data.train), config.train.batch_size, self.world)
+        check_batch(len(self.data.train), config.train.batch_size, self.world)
         torch.manual_seed(config.train.seed)
         self.model = build_generator(config)
         if config.train.init_from and not (resume and (self.out_dir / "last.pt").exists()):
@@ -344,7 +232,7 @@ class Trainer:
                         file=sys.stderr,
                     )
                 break
-        _barrier(self.world)
+        barrier(self.world)
         return self.history
 
     def _validate(self) -> tuple[float, float]:
@@ -357,11 +245,8 @@ class Trainer:
 
     def _stop_if(self, reason: str | None) -> None:
         """Raise _Diverged on every process when any process gives a reason (DDP stays in step)."""
-        if self.world > 1:
-            flag = torch.tensor([0.0 if reason is None else 1.0])
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            if flag.item() and reason is None:
-                reason = "another process's loss or gradient became NaN or infinite"
+        if any_process(reason is not None, self.world) and reason is None:
+            reason = "another process's loss or gradient became NaN or infinite"
         if reason is not None:
             raise _Diverged(reason)
 
@@ -439,18 +324,17 @@ class Trainer:
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         start, seen = time.perf_counter(), 0
-        bar = _progress(
+        bar = progress_bar(
             len(batches), f"epoch {epoch}/{cfg.train.epochs}", self.progress and self.rank == 0
         )
-        kill_at = int(os.environ.get(KILL_ENV, "0"))
         for step, index in enumerate(batches):
-            if kill_at and (epoch - 1) * len(batches) + step + 1 == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
+            if self.on_step is not None:
+                self.on_step((epoch - 1) * len(batches) + step + 1)
             images, points, vis = augment(
                 data.train.images[index],
                 data.train.points[index],
                 data.train.visibility[index],
-                cfg,
+                cfg.data,
                 aug_rng,
             )
             adversarial = self.disc is not None and step % self.config.adversarial.every == 0
@@ -495,7 +379,8 @@ class Trainer:
         cfg = self.config
         if not adversarial:
             loss = self._checked_loss(
-                lambda: supervised_loss(self.g_step(images), points, vis, cfg, self.stride), "loss"
+                lambda: supervised_loss(self.g_step(images), points, vis, cfg.loss, self.stride),
+                "loss",
             )
             self._update(self.optimizer, loss, "loss")
             return {"train_loss": loss.item(), "train_sup_loss": loss.item()}
@@ -531,7 +416,8 @@ class Trainer:
         # G step: supervised loss + λ · non-saturating adversarial loss on unlabelled faces
         logits = self.g_step(torch.cat([images, unl]))
         sup = self._checked_loss(
-            lambda: supervised_loss(logits[: len(images)], points, vis, cfg, self.stride), "loss"
+            lambda: supervised_loss(logits[: len(images)], points, vis, cfg.loss, self.stride),
+            "loss",
         )
         fake = discriminator_input(
             unl, spatial_softmax(logits[len(images) :], cfg.loss.temperature)
@@ -561,7 +447,7 @@ class Trainer:
             "disc": self.disc.state_dict() if self.disc is not None else None,
             "d_optimizer": self.d_optimizer.state_dict() if self.d_optimizer else None,
         }
-        payload = _to_cpu(payload)  # a checkpoint from any device resumes on any other
+        payload = to_cpu(payload)  # a checkpoint from any device resumes on any other
         atomic_torch_save(payload, self.out_dir / "last.pt")
         if improved:
             atomic_torch_save(payload, self.out_dir / "best.pt")
@@ -571,16 +457,7 @@ class Trainer:
                 self.out_dir / "best.safetensors",
                 {"epoch": str(epoch), "val_nme": f"{row['val_nme']:.4f}"},
             )
-        _write_metrics(self.out_dir / "metrics.csv", self.history)
-        if self.writer is not None:
-            for key, value in row.items():
-                if key != "epoch":
-                    self.writer.add_scalar(key, value, epoch)
-        print(
-            f"epoch {epoch}: "
-            + ", ".join(f"{k}={_fmt(v)}" for k, v in row.items() if k != "epoch"),
-            file=sys.stderr,
-        )
+        self.log.record(epoch, row, self.history)
 
 
 def _all_finite(tensors: list[Tensor]) -> bool:
@@ -590,47 +467,15 @@ def _all_finite(tensors: list[Tensor]) -> bool:
     return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when available); clear error otherwise."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise LandmarksError(f"train: unknown device {device!r} (cpu, cuda, cuda:N, auto)") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise LandmarksError(f"train: device {device!r} asked for, but CUDA is not available here")
-    if resolved.type not in ("cpu", "cuda"):
-        raise LandmarksError(f"train: device {device!r} is not supported (cpu, cuda, cuda:N, auto)")
-    return resolved
-
-
-def _to_cpu(value):
+def to_cpu(value):
     """A copy of nested dicts/lists/tuples with every tensor on the CPU."""
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()
     if isinstance(value, dict):
-        return {key: _to_cpu(item) for key, item in value.items()}
+        return {key: to_cpu(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_to_cpu(item) for item in value)
+        return type(value)(to_cpu(item) for item in value)
     return value
-
-
-def _check_batch(num_faces: int, batch_size: int, world: int) -> None:
-    """One full batch at least, split evenly over the ranks (so DDP matches one process)."""
-    if num_faces < batch_size:
-        raise LandmarksError(
-            f"train: {num_faces} training faces is fewer than one batch ({batch_size}); "
-            "lower --batch-size"
-        )
-    if batch_size % world:
-        raise LandmarksError(
-            f"train: batch size {batch_size} must be divisible by the {world} processes"
-        )
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _seed(seed: int, epoch: int, stream: int) -> int:
@@ -639,46 +484,3 @@ def _seed(seed: int, epoch: int, stream: int) -> int:
 
 def _gen(seed: int, epoch: int, stream: int) -> torch.Generator:
     return torch.Generator().manual_seed(_seed(seed, epoch, stream))
-
-
-def _write_metrics(path: Path, history: list[dict]) -> None:
-    columns: list[str] = []
-    for row in history:
-        columns += [k for k in row if k not in columns]
-    with atomic_path(path) as temporary, open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(history)
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, file=sys.stderr)
-
-
-def _tensorboard(out_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError as exc:
-        raise LandmarksError(
-            "tensorboard: install the `tensorboard` package to use --tensorboard"
-        ) from exc
-    return SummaryWriter(str(out_dir / "tensorboard"))
-
-
-def _distributed_setup() -> tuple[int, int]:
-    """(rank, world size); initialises gloo when launched by torchrun with WORLD_SIZE > 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier(world: int) -> None:
-    if world > 1 and dist.is_initialized():
-        dist.barrier()

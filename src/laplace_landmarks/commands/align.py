@@ -27,7 +27,7 @@ from typing import Any
 
 from laplace_landmarks import __version__
 from laplace_landmarks.alignment import DEFAULT_MAX_SCALE, DEFAULT_SIZES, TEMPLATES
-from laplace_landmarks.commands.predict import ImageResult, collect_images, load_landmarker
+from laplace_landmarks.commands.predict import ImageResult, collect_images
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.outputs import (
     claim_out_folder,
@@ -96,7 +96,9 @@ def run_align(args: argparse.Namespace) -> int:
     inputs, errors = collect_images(args.paths, exclude=args.out)
     planned = [ALIGN_JSON, *(crop_name(r.key, 0) for r in inputs)]  # face 0 stands for all
     with claim_out_folder(args.out, planned, overwrite=args.overwrite):
-        landmarker = load_landmarker(args.model, refine=True, threads=None)
+        from laplace_landmarks.inference import Landmarker
+
+        landmarker = Landmarker.load(args.model, refine=True, threads=None)
         entries: list[dict[str, Any]] = []
         processed = 0
         for result in inputs:

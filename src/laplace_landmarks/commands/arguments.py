@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from typing import Any
 
 from laplace_landmarks.data.datasets import DATA_ROOT_ENV
 
@@ -36,3 +37,17 @@ def add_data_root(parser: argparse.ArgumentParser, holding: str = "the dataset")
 def plain(doc: str) -> str:
     """A docstring as command-line text: backticks and Sphinx roles (:func:) removed."""
     return _ROLE.sub(r"\1", doc).replace("`", "")
+
+
+def landmarker_from_args(args: argparse.Namespace) -> Any:
+    """The Landmarker the ``predict`` options ask for (images, videos and manifests alike)."""
+    from laplace_landmarks.inference import Landmarker
+
+    return Landmarker.load(
+        args.model,
+        refine=not args.no_refine,
+        threads=args.threads,
+        backend=args.backend,
+        flip_test=args.flip_test,
+        min_score=args.min_score,
+    )

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from laplace_landmarks.commands.arguments import MAX_THREADS
+from laplace_landmarks.commands.arguments import MAX_THREADS, landmarker_from_args
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.outputs import (
     DEFAULT_OUT,
@@ -240,18 +240,6 @@ def check_min_score(min_score: float | None) -> None:
         raise LandmarksError(f"--min-score must be a finite number, got {min_score}")
 
 
-def landmarker_from_args(args: argparse.Namespace) -> Any:
-    """The Landmarker the ``predict`` options ask for (images, videos and manifests alike)."""
-    return load_landmarker(
-        args.model,
-        refine=not args.no_refine,
-        threads=args.threads,
-        backend=args.backend,
-        flip_test=args.flip_test,
-        min_score=args.min_score,
-    )
-
-
 def _claim_outputs(
     args: argparse.Namespace, inputs: list[ImageResult], out: Path
 ) -> AbstractContextManager[Any]:
@@ -382,36 +370,6 @@ def _boxes_for(mapping: dict[str, Any] | None, path: Path) -> list | None:
         if Path(key).resolve() == resolved:
             return value
     return None
-
-
-def load_landmarker(
-    model: str | None,
-    refine: bool,
-    threads: int | None,
-    backend: str = "torch",
-    flip_test: bool | None = None,
-    min_score: float | None = None,
-) -> Any:
-    """``Landmarker.load`` with the command's arguments (also used by ``align``).
-
-    ``min_score``: the dlib HOG detector's score threshold (its ``adjust_threshold``); None keeps
-    the Landmarker's own detector (the same detector with threshold 0).
-    """
-    from laplace_landmarks.inference import Landmarker
-
-    detector = None
-    if min_score is not None:
-        from laplace_landmarks.detection import DlibHogDetector
-
-        detector = DlibHogDetector(upsample=1, threshold=min_score)
-    return Landmarker.load(
-        model,
-        refine=refine,
-        threads=threads,
-        backend=backend,
-        flip_test=flip_test,
-        detector=detector,
-    )
 
 
 def _write_tables(document: dict, results: list[ImageResult], args: argparse.Namespace) -> None:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from laplace_landmarks.commands.predict import landmarker_from_args
+from laplace_landmarks.commands.arguments import landmarker_from_args
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.outputs import (
     DEFAULT_OUT,

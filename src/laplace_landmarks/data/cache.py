@@ -34,7 +34,7 @@ from laplace_landmarks.data.crops import (
     warp_crop,
 )
 from laplace_landmarks.data.types import LandmarkDataset, Sample
-from laplace_landmarks.errors import ImageError
+from laplace_landmarks.errors import ImageError, LandmarksError
 
 CACHE_VERSION = 1
 CropRule = Literal["five-point", "box", "detector"]
@@ -92,6 +92,25 @@ class CropCache:
         skipped = [(str(a), str(b)) for a, b in payload["skipped"]]
         fields = ("images", "points", "visibility", "matrices", "identities", "paths")
         return cls(**{name: payload[name] for name in fields}, skipped=skipped, file=Path(path))
+
+
+def concat_crop_caches(first: CropCache, second: CropCache) -> CropCache:
+    """One labelled :class:`CropCache` holding ``first``'s faces, then ``second``'s.
+
+    Raises LandmarksError when their crop sizes differ."""
+    if first.images.shape[1:] != second.images.shape[1:]:
+        raise LandmarksError(
+            f"crops: sizes differ ({tuple(first.images.shape[1:])} vs "
+            f"{tuple(second.images.shape[1:])}); self crops need the training crop size"
+        )
+    return CropCache(
+        torch.cat([first.images, second.images]),
+        torch.cat([first.points, second.points]),
+        torch.cat([first.visibility, second.visibility]),
+        torch.cat([first.matrices, second.matrices]),
+        first.identities + second.identities,
+        first.paths + second.paths,
+    )
 
 
 def cache_key(dataset: LandmarkDataset, config: dict) -> str:

@@ -1,7 +1,8 @@
 """Transforms of crops and their points: horizontal flip, random similarity, colour jitter.
 
 Points are (x, y) crop pixels, 0-based, with pixel centres at integers. The paper's recipes use
-no augmentation ("no training tricks"); these are for the separately named augmented recipes.
+no augmentation ("no training tricks"); these are for the separately named augmented recipes,
+which :func:`augment` applies as a run's ``[data]`` section configures.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from laplace_landmarks.data.markups import MIRROR_PERMUTATIONS
+from laplace_landmarks.run_config import DataConfig
 
 
 def hflip(
@@ -152,3 +156,38 @@ def color_jitter(
     if images.dtype == torch.uint8:
         return out.round().clamp(0, 255).to(torch.uint8)
     return out.to(images.dtype)
+
+
+def augment(
+    images: torch.Tensor,
+    points: torch.Tensor,
+    visibility: torch.Tensor,
+    data: DataConfig,
+    rng: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A training batch augmented as ``data`` configures; the identity for the paper's recipes.
+
+    In order, each when configured: a horizontal flip of a random half of the faces (points and
+    visibility mirrored with ``MIRROR_PERMUTATIONS``), a random similarity
+    (``data.rotation_deg``, ``data.scale``, ``data.shift``) and colour jitter
+    (``data.brightness``, ``data.contrast``). Every random draw comes from ``rng``.
+
+    Args:
+        images: (B, 3, H, W) uint8 crops.
+        points: (B, K, 2) crop pixels.
+        visibility: (B, K) bool.
+    """
+    if data.flip:
+        perm = torch.as_tensor(np.array(MIRROR_PERMUTATIONS[points.shape[1]]))
+        flipped_images, flipped_points = hflip(images, points, perm)
+        chosen = torch.rand(len(images), generator=rng) < 0.5
+        images = torch.where(chosen[:, None, None, None], flipped_images, images)
+        points = torch.where(chosen[:, None, None], flipped_points, points)
+        visibility = torch.where(chosen[:, None], visibility[:, perm], visibility)
+    if data.rotation_deg or data.scale or data.shift:
+        images, points = random_similarity(
+            images, points, rng, data.rotation_deg, data.scale, data.shift
+        )
+    if data.brightness or data.contrast:
+        images = color_jitter(images, rng, data.brightness, data.contrast)
+    return images, points, visibility

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from laplace_landmarks.models.registry import config_from_kwargs, register_model
+from laplace_landmarks.models.registry import config_from_kwargs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +102,7 @@ class PatchGAN(nn.Module):
         return self.layers(inputs)
 
 
-@register_model("patchgan")
 def patchgan(**kwargs: Any) -> PatchGAN:
-    """Factory for :class:`PatchGAN`; keyword arguments are :class:`PatchGANConfig` fields."""
+    """Factory for :class:`PatchGAN` (``"patchgan"`` in the registry); keyword arguments are
+    :class:`PatchGANConfig` fields."""
     return PatchGAN(config_from_kwargs(PatchGANConfig, kwargs))

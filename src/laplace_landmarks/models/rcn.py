@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from laplace_landmarks.errors import LandmarksError
-from laplace_landmarks.models.registry import config_from_kwargs, register_model
+from laplace_landmarks.models.registry import config_from_kwargs
 
 NUM_SCALES = 4  # encoder blocks = decoder stages = branches; the input must divide by 2**4
 
@@ -180,9 +180,9 @@ class RCN(GeneratorBase):
         return self.head(x)
 
 
-@register_model("rcn")
 def rcn(**kwargs: Any) -> RCN:
-    """Factory for :class:`RCN`; keyword arguments are :class:`RCNConfig` fields."""
+    """Factory for :class:`RCN` (``"rcn"`` in the registry); keyword arguments are
+    :class:`RCNConfig` fields."""
     return RCN(config_from_kwargs(RCNConfig, kwargs))
 
 

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from laplace_landmarks.models.rcn import GeneratorBase, RCNConfig
-from laplace_landmarks.models.registry import config_from_kwargs, register_model
+from laplace_landmarks.models.registry import config_from_kwargs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +144,7 @@ class RCNLite(GeneratorBase):
         return self.head(x)
 
 
-@register_model("rcn-lite")
 def rcn_lite(**kwargs: Any) -> RCNLite:
-    """Factory for :class:`RCNLite`; keyword arguments are :class:`RCNLiteConfig` fields."""
+    """Factory for :class:`RCNLite` (``"rcn-lite"`` in the registry); keyword arguments are
+    :class:`RCNLiteConfig` fields."""
     return RCNLite(config_from_kwargs(RCNLiteConfig, kwargs))

@@ -1,43 +1,113 @@
-"""Build models by name, timm style: ``create_model("rcn", width=1/8)``, ``list_models()``.
+"""The model registry, timm style: ``create_model("rcn", width=1/8)``, ``list_models()``.
 
-A model file registers a factory with ``@register_model("name")``. A factory takes keyword
-arguments (the fields of that model's frozen config dataclass) and returns an ``nn.Module``.
+The registry is the one place a model is described: its name, its kind (a heatmap
+``"generator"`` or the ``"discriminator"``), the factory that builds it (keyword arguments: the
+fields of that model's frozen config dataclass) and, for a generator, the fields of a run
+config's ``[model]`` section it takes (``ModelEntry.options``). The run config takes its allowed
+``model.name`` values and its per-generator checks from here, and
+``checkpoints.build_generator`` the factory and its options, so adding a generator is its model
+file plus one :func:`register_model` call (the built-in ones are at the end of this module).
+
+The registry imports no model code (and so no torch) until a model is built: a factory may be
+given as ``"module:function"``, imported on first use. Importing the config and the CLI stays
+quick.
+
+Example:
+    >>> list_models("generator")
+    ['rcn', 'rcn-lite']
+    >>> model_entry("rcn-lite").options
+    ('width', 'num_landmarks', 'dropout', 'depth', 'zero_init_residual')
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-ModelFactory = Callable[..., nn.Module]
+ModelFactory = Callable[..., "nn.Module"]
 ConfigT = TypeVar("ConfigT")
 
-_MODELS: dict[str, ModelFactory] = {}
+GENERATOR = "generator"
+DISCRIMINATOR = "discriminator"
+KINDS = (GENERATOR, DISCRIMINATOR)
 
 
-def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Decorator that registers ``factory`` under ``name`` for :func:`create_model`.
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """One registered model.
 
-    Example:
-        >>> @register_model("tiny")  # doctest: +SKIP
-        ... def tiny(**kwargs): return TinyNet(TinyConfig(**kwargs))
+    Attributes:
+        name: the name :func:`create_model` and a run config's ``model.name`` use.
+        factory: a callable returning the ``nn.Module`` from config-field keyword arguments, or
+            ``"module:function"`` naming one (imported on first use).
+        kind: ``"generator"`` (images -> heatmap logits, trainable as ``model.name``) or
+            ``"discriminator"``.
+        options: for a generator, the fields of the run config's ``[model]`` section that
+            ``checkpoints.build_generator`` passes to the factory; any other ``[model]`` field
+            must keep its default for this generator.
     """
 
-    def decorator(factory: ModelFactory) -> ModelFactory:
+    name: str
+    factory: str | ModelFactory
+    kind: str = GENERATOR
+    options: tuple[str, ...] = ()
+
+    def load(self) -> ModelFactory:
+        """The factory callable (imported now when it was given as ``"module:function"``)."""
+        if callable(self.factory):
+            return self.factory
+        module, _, attribute = self.factory.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+_MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str,
+    factory: str | ModelFactory | None = None,
+    *,
+    kind: str = GENERATOR,
+    options: tuple[str, ...] = (),
+) -> Any:
+    """Register ``factory`` under ``name``; without ``factory``, a decorator that registers the
+    function it decorates (and returns it unchanged).
+
+    Raises:
+        ValueError: ``name`` is taken, or ``kind`` is not one of :data:`KINDS`.
+
+    Example:
+        >>> @register_model("tiny", options=("width", "num_landmarks"))  # doctest: +SKIP
+        ... def tiny(**kwargs): return TinyNet(TinyConfig(**kwargs))
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+
+    def add(target: str | ModelFactory) -> str | ModelFactory:
         if name in _MODELS:
             raise ValueError(f"model name {name!r} is already registered")
-        _MODELS[name] = factory
-        return factory
+        _MODELS[name] = ModelEntry(name, target, kind, tuple(options))
+        return target
 
-    return decorator
+    return add if factory is None else add(factory)
 
 
-def list_models() -> list[str]:
-    """The registered model names, sorted, e.g. ``["patchgan", "rcn"]``."""
-    return sorted(_MODELS)
+def list_models(kind: str | None = None) -> list[str]:
+    """The registered model names, sorted, e.g. ``["patchgan", "rcn", "rcn-lite"]``; only those
+    of ``kind`` (``"generator"`` or ``"discriminator"``) when given."""
+    return sorted(name for name, entry in _MODELS.items() if kind in (None, entry.kind))
+
+
+def model_entry(name: str) -> ModelEntry:
+    """The :class:`ModelEntry` registered as ``name``; ValueError naming the choices otherwise."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model name {name!r}; choose one of {list_models()}")
+    return _MODELS[name]
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
@@ -55,9 +125,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         >>> model.config.channels
         8
     """
-    if name not in _MODELS:
-        raise ValueError(f"unknown model name {name!r}; choose one of {list_models()}")
-    return _MODELS[name](**kwargs)
+    return model_entry(name).load()(**kwargs)
 
 
 def config_from_kwargs(config_cls: type[ConfigT], kwargs: dict[str, Any]) -> ConfigT:
@@ -83,3 +151,14 @@ def storage_mb(model: nn.Module, bytes_per_parameter: int = 4) -> float:
     See docs/results.md for how this compares with the paper's Table 3 storage column.
     """
     return count_parameters(model) * bytes_per_parameter / 1e6
+
+
+# --- The built-in models ---------------------------------------------------------------------
+_GENERATOR_OPTIONS = ("width", "num_landmarks", "dropout")
+register_model("rcn", "laplace_landmarks.models.rcn:rcn", options=_GENERATOR_OPTIONS)
+register_model(
+    "rcn-lite",
+    "laplace_landmarks.models.rcn_lite:rcn_lite",
+    options=(*_GENERATOR_OPTIONS, "depth", "zero_init_residual"),
+)
+register_model("patchgan", "laplace_landmarks.models.patchgan:patchgan", kind=DISCRIMINATOR)
