@@ -119,3 +119,22 @@ def test_reproduce_widths_and_device_flags_and_grid(capsys):
     grid = build_grid(opts)
     assert sorted({spec.width for spec in grid["table3"]}) == [0.5, 1.0]
     assert len(grid["table3"]) == 2 * 3  # softargmax, LaplaceKL, LaplaceKL+D per width
+
+
+def test_ddp_picks_nccl_for_gpus_and_gloo_for_the_cpu(monkeypatch):
+    """torchrun on GPUs: NCCL, one GPU per process (cuda:$LOCAL_RANK); gloo on the CPU. The
+    NCCL run itself needs GPUs (see docs/results.md); the gloo path trains in test_training."""
+    from laplace_landmarks.distributed import process_group_backend, rank_device
+
+    assert process_group_backend(torch.device("cuda")) == "nccl"
+    assert process_group_backend(torch.device("cpu")) == "gloo"
+    assert process_group_backend(None) == "gloo"
+    assert rank_device(torch.device("cpu"), 2) == torch.device("cpu")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(LandmarksError, match="process 3 on this node has no GPU of its own"):
+        rank_device(torch.device("cuda"), 4)
+    chosen = []
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    assert rank_device(torch.device("cuda"), 4) == torch.device("cuda", 1) and chosen == [1]

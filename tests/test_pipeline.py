@@ -203,3 +203,20 @@ def test_multi_stage_recipe_refuses_single_run_flags(tmp_path, capsys):
     args = ["train", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--calibrate"]
     assert main(args) == 2
     assert "does not apply to a multi-stage recipe" in capsys.readouterr().err
+
+
+def test_multi_stage_resume_applies_a_new_lr_and_refuses_a_new_width(tmp_path, data_root, capsys):
+    """--resume follows the one-stage rules (config.resume_config) in every stage."""
+    recipe, out = tmp_path / "two.toml", tmp_path / "run"
+    recipe.write_text(TWO_STAGES)
+    args = ["train", "--recipe", str(recipe), "--out", str(out), *TINY]
+    args += ["--cache-dir", str(tmp_path / "cache"), "--max-val", "4"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--resume", "--lr", "0.001"]) == 0
+    err = capsys.readouterr().err
+    assert "stage b: resume: --lr 0.005 -> 0.001" in err
+    wider = [a if a != "0.0625" else "0.125" for a in args]
+    assert main([*wider, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--width 0.125 differs from the run's 0.0625 and cannot change" in err

@@ -32,6 +32,8 @@ from laplace_landmarks.run_config import (
 
 __all__ = [
     "CHOICES",
+    "RESUME_CHANGEABLE",
+    "resume_config",
     "GENERATORS",
     "LOSS_KINDS",
     "RANGES",
@@ -149,3 +151,43 @@ def resolve_raw(
         section, _, name = dotted.partition(".")
         raw.setdefault(section, {})[name] = value
     return RunConfig.from_dict(raw)
+
+
+#: Config fields a resumed run may change; the new value applies from the next epoch. Every other
+#: field is fixed for a run: `resume_config` refuses a different value.
+RESUME_CHANGEABLE = frozenset(
+    {"train.epochs", "train.lr", "train.batch_size", "train.threads", "data.root", "data.cache_dir"}
+)
+_FLAGS = {dotted: "--" + name.replace("_", "-") for name, dotted in TRAIN_FLAG_OVERRIDES.items()}
+
+
+def resume_config(saved: dict[str, Any], overrides: dict[str, Any]) -> tuple[RunConfig, list[str]]:
+    """The config of a run to resume: ``saved`` (from ``last.pt``) with ``overrides`` applied.
+
+    ``overrides`` maps dotted fields (``"train.lr"``) to new values, None for not given. A field
+    in `RESUME_CHANGEABLE` takes the new value; any other field given a different value raises
+    LandmarksError naming its flag, since it would change the network or what the run learns.
+    Returns the config and one note per changed field (``"--lr 0.01 -> 0.001"``).
+    """
+    raw = {key: dict(value) if isinstance(value, dict) else value for key, value in saved.items()}
+    notes = []
+    for dotted, value in overrides.items():
+        section, _, name = dotted.partition(".")
+        old = raw.get(section, {}).get(name)
+        if value is None or value == old:
+            continue
+        flag = _FLAGS.get(dotted, dotted)
+        if dotted not in RESUME_CHANGEABLE:
+            why = (
+                "the saved weights fix the network"
+                if section == "model"
+                else "a resumed run keeps the data, loss and seed it started with"
+            )
+            raise LandmarksError(
+                f"train: --resume: {flag} {value} differs from the run's {old} and cannot change "
+                f"({why}); train into a new --out instead (--init-from OUT/last.pt starts from "
+                "this run's weights when the network is the same)"
+            )
+        raw.setdefault(section, {})[name] = value
+        notes.append(f"{flag} {old} -> {value}")
+    return RunConfig.from_dict(raw), notes

@@ -1,7 +1,7 @@
 """Where a training run executes: its device and, under ``torchrun``, its process group.
 
-Multi-process training is PyTorch DDP launched by ``torchrun`` (gloo, CPU only): each rank
-takes every world-th face of a batch, so the summed gradient equals one process's with the same
+Multi-process training is PyTorch DDP launched by ``torchrun``: gloo on the CPU, NCCL on GPUs
+(one GPU per process, ``cuda:$LOCAL_RANK``). Each rank takes every world-th face of a batch, so the summed gradient equals one process's with the same
 global batch (:func:`check_batch` makes the batch split evenly).
 """
 
@@ -30,14 +30,35 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def distributed_setup() -> tuple[int, int]:
-    """(rank, world size); initialises gloo when launched by torchrun with WORLD_SIZE > 1."""
+def distributed_setup(device: torch.device | None = None) -> tuple[int, int]:
+    """(rank, world size); when launched by torchrun with WORLD_SIZE > 1, initialises the
+    process group: NCCL for a CUDA ``device``, gloo otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
+        dist.init_process_group(process_group_backend(device))
     if dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def process_group_backend(device: torch.device | None) -> str:
+    """``"nccl"`` for CUDA, ``"gloo"`` for the CPU (the collective library each device needs)."""
+    return "nccl" if device is not None and device.type == "cuda" else "gloo"
+
+
+def rank_device(device: torch.device, world: int) -> torch.device:
+    """The device of this process: under torchrun on CUDA, GPU ``$LOCAL_RANK`` (one per process;
+    a refusal when there are fewer GPUs than processes on this node); else ``device``."""
+    if world == 1 or device.type != "cuda":
+        return device
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if local >= torch.cuda.device_count():
+        raise LandmarksError(
+            f"train: process {local} on this node has no GPU of its own "
+            f"({torch.cuda.device_count()} visible); start at most that many processes per node"
+        )
+    torch.cuda.set_device(local)
+    return torch.device("cuda", local)
 
 
 def barrier(world: int) -> None:
@@ -50,7 +71,7 @@ def any_process(flag: bool, world: int) -> bool:
     """Whether ``flag`` is True on any process (every process gets the same answer)."""
     if world == 1:
         return flag
-    value = torch.tensor([1.0 if flag else 0.0])
+    value = torch.tensor([1.0 if flag else 0.0], device=_collective_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
 
@@ -66,3 +87,10 @@ def check_batch(num_faces: int, batch_size: int, world: int) -> None:
         raise LandmarksError(
             f"train: batch size {batch_size} must be divisible by the {world} processes"
         )
+
+
+def _collective_device() -> torch.device:
+    """Where a tensor for a collective must live: the current GPU under NCCL, else the CPU."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")

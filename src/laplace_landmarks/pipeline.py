@@ -39,7 +39,7 @@ from typing import Any
 from laplace_landmarks.atomic import atomic_write_text, make_folder
 from laplace_landmarks.calibration import calibrate_weights
 from laplace_landmarks.checkpoints import load_checkpoint
-from laplace_landmarks.config import RunConfig, load_recipe, resolve_raw
+from laplace_landmarks.config import RunConfig, load_recipe, resolve_raw, resume_config
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.training import Trainer
 
@@ -291,14 +291,16 @@ def _rank() -> int:
 
 
 def _resume_config(stage_dir: Path, overrides: dict[str, Any] | None) -> RunConfig | None:
-    """The config a started stage was trained with (``last.pt``), epochs extended if asked."""
+    """The config a started stage was trained with (``last.pt``), with the new values of the
+    options a resumed run may change (``config.resume_config``: --epochs, --lr, ...); a changed
+    option that would alter the network or the data is a LandmarksError."""
     if not (stage_dir / "last.pt").exists():
         return None
-    raw = load_checkpoint(stage_dir / "last.pt")["config"]
-    epochs = (overrides or {}).get("train.epochs")
-    if epochs:
-        raw = {**raw, "train": {**raw["train"], "epochs": epochs}}
-    return RunConfig.from_dict(raw)
+    saved = load_checkpoint(stage_dir / "last.pt")["config"]
+    config, notes = resume_config(saved, overrides or {})
+    for note in notes:
+        print(f"stage {stage_dir.name}: resume: {note} (from the next epoch)", file=sys.stderr)
+    return config
 
 
 def _finished(stage_dir: Path, config: RunConfig) -> bool:

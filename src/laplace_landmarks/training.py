@@ -3,7 +3,7 @@
 Every random draw of an epoch (the order of faces, augmentation, dropout, D's noise, the
 unlabelled batches) is seeded from (seed, epoch, rank), so a run resumed from the checkpoint
 of epoch e repeats epoch e+1 exactly as an uninterrupted run would. Multi-process training is
-PyTorch DDP under ``torchrun`` (gloo on CPU, see :mod:`laplace_landmarks.distributed`); each rank
+PyTorch DDP under ``torchrun`` (gloo on the CPU, NCCL on GPUs; see :mod:`laplace_landmarks.distributed`); each rank
 takes every world-th face of the epoch's order, so the summed gradient equals the single-process
 one with the same global batch.
 
@@ -46,6 +46,7 @@ from laplace_landmarks.distributed import (
     barrier,
     check_batch,
     distributed_setup,
+    rank_device,
     resolve_device,
 )
 from laplace_landmarks.errors import LandmarksError
@@ -129,10 +130,9 @@ class Trainer:
     ) -> None:
         self.config, self.out_dir, self.progress = config, Path(out_dir), progress
         self.on_step = on_step
-        self.rank, self.world = distributed_setup()
         self.device = resolve_device(device)
-        if self.world > 1 and self.device.type != "cpu":
-            raise LandmarksError("train: multi-process (torchrun) training runs on the CPU only")
+        self.rank, self.world = distributed_setup(self.device)
+        self.device = rank_device(self.device, self.world)
         if time_limit is not None and time_limit <= 0:
             raise LandmarksError(f"train: the time limit must be > 0 s, got {time_limit}")
         self.time_limit = time_limit
@@ -190,6 +190,8 @@ class Trainer:
     def _wrap(self, module: torch.nn.Module) -> torch.nn.Module:
         if self.world == 1:
             return module
+        if self.device.type == "cuda":
+            return torch.nn.parallel.DistributedDataParallel(module, device_ids=[self.device.index])
         return torch.nn.parallel.DistributedDataParallel(module)
 
     def _restore(self, payload: dict) -> None:
