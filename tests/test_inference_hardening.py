@@ -236,14 +236,14 @@ def test_repeated_refinement_is_judged_against_the_box_and_cannot_shrink_the_fac
     """``refine=n`` re-crops n times. A model whose estimates each shrink the face 0.7x must not
     drag the crop down pass by pass: every re-crop is checked against the box's own crop."""
     shrinking = Landmarker(LITE.model, LITE.config, refine=8, threads=1)
-    real = shrinking._predict_tensor
+    real = shrinking._predict_crops
 
     def shrink(crops, flip=None):
         points, scale = real(crops, flip)
         middle = points.mean(axis=1, keepdims=True)
         return middle + 0.7 * (points - middle), scale
 
-    shrinking._predict_tensor = shrink
+    shrinking._predict_crops = shrink
     (face,) = shrinking.predict(RGB, boxes=[FACE_BOX])
     check_face(face)
     anchor = crop_from_detection(FACE_BOX)

@@ -8,7 +8,10 @@ Laplace scale), so ONNX Runtime alone maps crops to landmarks:
     scale   (N, K, 2) float32, the Laplace scale b per axis, crop pixels (times the model's
             fitted ``scale_factor``, as in torch)
 
-The batch axis ``N`` is dynamic. Export uses the dynamo exporter
+The file's ONNX metadata (``metadata_props``) holds the fitted ``point_offset`` (JSON) and, when
+given, the run ``config`` (JSON), so that ONNX Runtime alone, without torch or the weights file,
+runs it as a :class:`~laplace_landmarks.inference.Landmarker` (see
+:mod:`laplace_landmarks.onnx_runtime`). The batch axis ``N`` is dynamic. Export uses the dynamo exporter
 (``torch.onnx.export(..., dynamo=True)``); uint8 input exports cleanly (one ``Cast``) and is the
 default, because it is what :meth:`Landmarker.predict_batch` takes and it moves 4x fewer bytes.
 Files are written atomically (temporary file in the same folder, then ``os.replace``).
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +57,7 @@ from laplace_landmarks.decoding import (
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.onnx_runtime import INSTALL_HINT, OnnxSession, require_onnx
 from laplace_landmarks.quantization import quantize_onnx
+from laplace_landmarks.run_config import RunConfig
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -70,7 +75,7 @@ __all__ = [
     "verify_onnx",
 ]
 
-EXPORT_VERSION = 2  # bump when the exported graph changes (invalidates the on-the-fly cache)
+EXPORT_VERSION = 3  # bump when the exported graph changes (invalidates the on-the-fly cache)
 DEFAULT_OPSET = 18
 INPUT_DTYPES = ("uint8", "float32")
 
@@ -108,6 +113,7 @@ def export_onnx(
     input_dtype: str = "uint8",
     opset: int = DEFAULT_OPSET,
     crop_size: int | None = None,
+    config: RunConfig | None = None,
 ) -> Path:
     """Export ``model`` (a generator) with its decoding to ONNX at ``path``, atomically.
 
@@ -117,6 +123,8 @@ def export_onnx(
         input_dtype: ``"uint8"`` ([0, 255], default) or ``"float32"`` ([0, 1]).
         opset: the ONNX opset (18 by default; the dynamo exporter needs >= 18).
         crop_size: S; default ``model.config.input_size`` or 80.
+        config: the run config to store in the file's metadata (the Landmarker that loads the
+            file alone takes its crop size and landmark count from it); None stores none.
 
     Returns:
         ``path`` as a Path.
@@ -144,9 +152,31 @@ def export_onnx(
                 verbose=False,
             )
             program.save(str(temporary), external_data=False)
+            _write_metadata(temporary, onnx_metadata(model, config))
     finally:
         model.train(was_training)
     return path
+
+
+def onnx_metadata(model: nn.Module, config: RunConfig | None = None) -> dict[str, str]:
+    """The metadata an exported file carries: ``config`` (when given) and ``point_offset``
+    (the fitted buffer, zeros when the model has none), both JSON."""
+    offset = point_offset(model)
+    k = int(getattr(getattr(model, "config", None), "num_landmarks", 68))
+    values = offset.detach().cpu().float().tolist() if offset is not None else [[0.0, 0.0]] * k
+    metadata = {"point_offset": json.dumps(values)}
+    if config is not None:
+        metadata["config"] = json.dumps(config.to_dict())
+    return metadata
+
+
+def _write_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Set ``metadata`` as the ONNX file's ``metadata_props`` (rewriting it in place)."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    onnx.helper.set_model_props(proto, metadata)
+    onnx.save(proto, str(path))
 
 
 def check_opset(opset: int) -> None:
@@ -186,10 +216,10 @@ def verify_onnx(
     Returns ``max_abs_points`` and ``max_abs_scale``: the largest absolute differences, in crop
     pixels, over all crops, landmarks and axes, plus ``faces`` (the number of crops).
     """
-    onnx_points, onnx_scale = OnnxSession(path, threads=threads).predict(crops)
+    onnx_points, onnx_scale = OnnxSession(path, threads=threads).predict(crops.numpy())
     torch_points, torch_scale = predict_crops(model, crops)
     return {
         "faces": float(len(crops)),
-        "max_abs_points": float((onnx_points - torch_points).abs().max()),
-        "max_abs_scale": float((onnx_scale - torch_scale).abs().max()),
+        "max_abs_points": float(abs(onnx_points - torch_points.numpy()).max()),
+        "max_abs_scale": float(abs(onnx_scale - torch_scale.numpy()).max()),
     }

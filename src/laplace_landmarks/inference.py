@@ -8,8 +8,12 @@ return them.
 Pipeline per image: detect (dlib HOG, offline) or take the caller's boxes -> crop with the
 detector-box rule (:func:`~laplace_landmarks.detection.crop_from_detection`) -> predict -> with
 ``refine``, re-crop by the paper's 5-point rule around the first estimate and predict again ->
-map points and scales back to image pixels. Every stage runs all faces of the image as one batch
-under ``torch.inference_mode()``.
+map points and scales back to image pixels. Every stage runs all faces of the image as one batch.
+
+The network call is the only backend-specific step: ONNX Runtime (``backend="onnx"``, the default
+for the shipped models, which ship as ONNX files beside their weights; no torch needed) or
+PyTorch (``backend="torch"``, the default for ``.safetensors`` / ``.pt`` files and torch models;
+needs ``pip install laplace-landmarks[train]``).
 
 Example:
     >>> from laplace_landmarks import Landmarker
@@ -27,19 +31,26 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
 
-from laplace_landmarks.checkpoints import load_generator
 from laplace_landmarks.data.crops import Crop, crop_from_five_points, five_points_from_68, warp_crop
 from laplace_landmarks.data.images import to_rgb_array
-from laplace_landmarks.decoding import point_offset, predict_crops
 from laplace_landmarks.detection import FaceDetector, crop_from_detection
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.run_config import RunConfig
+
+if TYPE_CHECKING:
+    import torch
+
+    from laplace_landmarks.onnx_runtime import OnnxSession
+
+#: What a ``.safetensors`` / ``.pt`` file, ``backend="torch"`` and training need on top of the
+#: core install (which runs the shipped models and ``.onnx`` files on ONNX Runtime).
+TORCH_HINT = "pip install laplace-landmarks[train]"
+BACKENDS = ("torch", "onnx")
 
 Box = tuple[float, float, float, float]
 ImageInput = str | Path | Image.Image | np.ndarray
@@ -97,9 +108,18 @@ class Face:
 class Landmarker:
     """Detect faces and localise their landmarks with a Laplace uncertainty per point.
 
+    Backends: the network call (crops -> points and scales) is the only step that differs.
+    ``Landmarker.pretrained`` / ``load`` of a shipped model run its ONNX file on ONNX Runtime
+    (``backend="onnx"``, the default; the core install, no torch); a ``.safetensors`` weights
+    file or ``.pt`` checkpoint and a torch ``model`` run on PyTorch (``backend="torch"``, their
+    default; needs ``pip install laplace-landmarks[train]``); an exported ``.onnx`` file runs on
+    ONNX Runtime alone. ``backend="torch"`` on a shipped model loads its weights instead.
+
     Args:
-        model: a generator mapping ``(B, 3, S, S)`` inputs in [-1, 1] to ``(B, K, S, S)`` logits.
-        config: the run config the model was trained with (crop size ``config.data.size``).
+        model: a torch generator mapping ``(B, 3, S, S)`` inputs in [-1, 1] to ``(B, K, S, S)``
+            logits; None runs the ONNX file ``onnx_path`` alone (``backend="onnx"``).
+        config: the run config the model was trained with (crop size ``config.data.size``);
+            None: the ONNX file's (its metadata), else the default config.
         detector: any callable ``HxWx3 uint8 RGB -> list[Detection]``; default: dlib's HOG
             detector (offline), built on first use.
         refine: re-crop each face by the paper's 5-point rule around the first estimate and
@@ -110,65 +130,104 @@ class Landmarker:
             mirrored (with one refinement pass: 1.5x the network time): mirroring the first
             pass as well gained nothing on ytf68 val (docs/results.md). ``predict_batch``
             mirrors its one pass (2x).
-        threads: torch CPU threads while predicting (restored afterwards); None leaves torch's.
-            With ``backend="onnx"`` also ONNX Runtime's intra-op threads (None: its default).
+        threads: CPU threads while predicting: ONNX Runtime's intra-op threads (None: its
+            default), or torch's (restored afterwards; None leaves torch's).
         batch_size: the most faces per forward pass.
-        backend: ``"torch"`` (default) or ``"onnx"``: ONNX Runtime runs the crop -> points stage
-            (needs ``pip install laplace-landmarks[onnx]``).
+        backend: ``"onnx"`` (ONNX Runtime) or ``"torch"`` (PyTorch) runs the crop -> points
+            stage; None: ``"torch"`` when ``model`` is given, else ``"onnx"``.
         onnx_path: the ``.onnx`` file for ``backend="onnx"``; None exports ``model`` once into
-            ``~/.cache/laplace-landmarks/onnx/<hash>.onnx`` (see ``export.cached_export``).
+            ``~/.cache/laplace-landmarks/onnx/<hash>.onnx`` (see ``onnx_cache.cached_export``).
     """
 
     def __init__(
         self,
-        model: torch.nn.Module,
+        model: torch.nn.Module | None = None,
         config: RunConfig | None = None,
         detector: FaceDetector | None = None,
         refine: bool | int = True,
         flip_test: bool = False,
         threads: int | None = None,
         batch_size: int = 64,
-        backend: str = "torch",
+        backend: str | None = None,
         onnx_path: str | Path | None = None,
     ) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.model = model.eval()
-        self.config = config or RunConfig()
-        self.crop_size = int(self.config.data.size)
         if int(refine) < 0:
             raise ValueError(f"refine must be a bool or a number of passes >= 0, got {refine}")
+        backend = backend or ("onnx" if model is None else "torch")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+        if model is None and (backend == "torch" or onnx_path is None):
+            raise ValueError("Landmarker needs a torch model, or backend='onnx' and an onnx_path")
+        self._model = None if model is None else model.eval()
+        self._weights: Path | None = None  # where ``model`` loads from on first use, if known
+        self.backend, self.threads, self.batch_size = backend, threads, int(batch_size)
+        self._onnx = _onnx_session(model, onnx_path, threads) if backend == "onnx" else None
+        if config is None and model is None:
+            from laplace_landmarks.onnx_runtime import onnx_config
+
+            config = onnx_config(self._onnx)
+        self.config = config or RunConfig()
+        self.crop_size = int(self.config.data.size)
+        if self._onnx is not None:
+            self._onnx.check_interface(self.crop_size)
         self.refine, self.flip_test = int(refine), bool(flip_test)
-        self.threads, self.batch_size = threads, int(batch_size)
         self.metadata: dict[str, str] = {}
         self.name = "custom"
         self._detector = detector
         self._mirror = _mirror_permutation(self.config.model.num_landmarks) if flip_test else None
-        self.backend, self._onnx = _onnx_backend(backend, model, onnx_path, threads, self.crop_size)
+        # the fitted point offset, which flip_test takes off before mirroring
+        self._point_offset = (
+            _torch_point_offset(model) if model is not None else self._onnx.point_offset()
+        )
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> Landmarker:
-        """Load a ``.safetensors`` weights file or a ``.pt`` training checkpoint."""
-        model, config, metadata = load_generator(path)
-        landmarker = cls(model, config, **kwargs)
-        landmarker.metadata, landmarker.name = metadata, Path(path).stem
+        """Load a ``.safetensors`` weights file or a ``.pt`` training checkpoint (PyTorch,
+        ``backend="torch"`` unless asked), or an ``.onnx`` file made by ``laplace-landmarks
+        export`` (ONNX Runtime alone, no torch).
+
+        Raises LandmarksError naming the file when it cannot be loaded, is not a landmark
+        model, or is a weights file and PyTorch is not installed."""
+        path = Path(path)
+        if path.suffix == ".onnx":
+            if kwargs.pop("backend", None) not in (None, "onnx"):
+                raise LandmarksError(f"{path}: an ONNX file runs on backend 'onnx' only")
+            kwargs["onnx_path"] = path
+            landmarker = cls(None, backend="onnx", **kwargs)
+            landmarker.metadata = dict(landmarker._onnx.metadata)
+        else:
+            model, config, metadata = _load_torch_generator(path)
+            landmarker = cls(model, config, **kwargs)
+            landmarker.metadata = metadata
+        landmarker.name = path.stem
         return landmarker
 
     @classmethod
     def pretrained(cls, name: str | None = None, **kwargs: Any) -> Landmarker:
         """A model shipped in the package (see ``list_pretrained()``); None = the default one.
 
-        ``flip_test`` left out (or None) takes the model's own setting from the index
-        (``rcn-lite-accurate`` mirrors its final pass; the faster models do not).
+        Runs the model's shipped ONNX file on ONNX Runtime unless ``backend="torch"`` (which
+        loads its weights; needs PyTorch) or an ``onnx_path`` is given; ``model`` loads the
+        torch generator on first use. ``flip_test`` left out (or None) takes the model's own
+        setting from the index (``rcn-lite-accurate`` mirrors its final pass; the faster models
+        do not).
         """
         from laplace_landmarks.weights import pretrained_entry
 
         entry = pretrained_entry(name)
         if kwargs.get("flip_test") is None:
             kwargs["flip_test"] = bool(entry.get("flip_test", False))
-        landmarker = cls.from_checkpoint(entry["path"], **kwargs)
+        shipped_onnx = entry["onnx"]
+        backend = kwargs.pop("backend", None) or ("onnx" if shipped_onnx else "torch")
+        if backend == "onnx" and shipped_onnx and kwargs.get("onnx_path") is None:
+            landmarker = cls.from_checkpoint(shipped_onnx, **kwargs)
+            landmarker._weights = entry["path"]
+        else:
+            landmarker = cls.from_checkpoint(entry["path"], backend=backend, **kwargs)
         landmarker.name = entry["name"]
         return landmarker
 
@@ -178,8 +237,9 @@ class Landmarker:
     ) -> Landmarker:
         """A shipped model by name (None = the default) or a weights/checkpoint file by path.
 
-        ``flip_test`` left out (or None) takes a shipped model's own setting; a file has it off
-        unless asked. ``min_score`` sets the built-in dlib HOG detector's score threshold (its
+        A file is a ``.safetensors`` / ``.pt`` (PyTorch) or an exported ``.onnx`` file (ONNX
+        Runtime); see :meth:`from_checkpoint`. ``flip_test`` left out (or None) takes a shipped
+        model's own setting; a file has it off unless asked. ``min_score`` sets the built-in dlib HOG detector's score threshold (its
         ``adjust_threshold``; None keeps 0). Raises LandmarksError for an unknown name or a
         missing file."""
         if min_score is not None and kwargs.get("detector") is None:
@@ -187,7 +247,7 @@ class Landmarker:
 
             kwargs["detector"] = DlibHogDetector(upsample=1, threshold=min_score)
         if model is not None and (
-            Path(model).suffix in (".safetensors", ".pt") or Path(model).exists()
+            Path(model).suffix in (".safetensors", ".pt", ".onnx") or Path(model).exists()
         ):
             if not Path(model).is_file():
                 raise LandmarksError(f"weights: {model} does not exist")
@@ -196,6 +256,19 @@ class Landmarker:
             landmarker.name = str(model)
             return landmarker
         return cls.pretrained(None if model is None else str(model), **kwargs)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The torch generator; a shipped model on ONNX Runtime loads it from its weights on
+        first use (needs PyTorch). LandmarksError for a Landmarker on an ``.onnx`` file alone."""
+        if self._model is None:
+            if self._weights is None:
+                raise LandmarksError(
+                    f"{self.name}: runs an ONNX file alone and has no torch model (load its "
+                    ".safetensors weights for one)"
+                )
+            self._model = _load_torch_generator(self._weights)[0]
+        return self._model
 
     @property
     def detector(self) -> FaceDetector:
@@ -293,7 +366,7 @@ class Landmarker:
             )
         return refined, points, scale
 
-    def predict_batch(self, crops: torch.Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict_batch(self, crops: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Points and scales for already-cropped faces, in crop pixels.
 
         Args:
@@ -309,42 +382,41 @@ class Landmarker:
             LandmarksError naming ``crops``: not a uint8 ``(N, 3, S, S)`` array, or the model's
             output on one of them is not finite.
         """
-        tensor = _as_crops(crops, self.crop_size)
+        array = _as_crops(crops, self.crop_size)
         with self._threads():
-            points, scale = self._predict_tensor(tensor)
+            points, scale = self._predict_crops(array)
         _check_predictions(points, scale, lambda i: f"crops[{i}]")
         return points, scale
 
-    @torch.inference_mode()
-    def _predict_tensor(
-        self, crops: torch.Tensor, flip: bool | None = None
+    def _predict_crops(
+        self, crops: np.ndarray, flip: bool | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Points and scales in crop pixels; ``flip`` (default: ``flip_test``) averages with the
-        mirrored crops."""
+        """Points and scales (float64) in crop pixels of uint8 crops ``(N, 3, S, S)``; ``flip``
+        (default: ``flip_test``) averages with the mirrored crops."""
         points, scale = self._forward(crops)
         if self.flip_test if flip is None else flip:
-            flipped_points, flipped_scale = self._forward(crops.flip(-1).contiguous())
+            flipped_points, flipped_scale = self._forward(np.ascontiguousarray(crops[..., ::-1]))
             # The fitted point_offset (calibrate) corrects the model, not the image: it belongs
             # to each output landmark as it is, so take it off before mirroring and put it back.
-            offset = point_offset(self.model)
+            offset = self._point_offset
             if offset is not None:
-                flipped_points = flipped_points - offset.to(flipped_points)
+                flipped_points = flipped_points - offset
             if self._mirror is None:
                 self._mirror = _mirror_permutation(self.config.model.num_landmarks)
-            mirror = torch.as_tensor(self._mirror)
-            unflipped = flipped_points[:, mirror].clone()
+            unflipped = flipped_points[:, self._mirror]  # a copy
             unflipped[..., 0] = crops.shape[-1] - 1 - unflipped[..., 0]
             if offset is not None:
-                unflipped = unflipped + offset.to(unflipped)
+                unflipped = unflipped + offset
             points = (points + unflipped) / 2
-            scale = (scale + flipped_scale[:, mirror]) / 2
-        return points.double().numpy(), scale.double().numpy()
+            scale = (scale + flipped_scale[:, self._mirror]) / 2
+        return points.astype(np.float64), scale.astype(np.float64)
 
-    def _forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 crops -> points and scales in crop pixels, by the torch or the ONNX backend."""
+    def _forward(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 crops -> float32 points and scales in crop pixels: the one backend-specific
+        step (ONNX Runtime or PyTorch)."""
         if self._onnx is not None:
             return self._onnx.predict(crops, batch_size=self.batch_size)
-        return predict_crops(self.model, crops, batch_size=self.batch_size)
+        return _torch_forward(self.model, crops, self.batch_size)
 
     def _predict_in_image(
         self, image: Image.Image, crops: list[Crop], flip: bool = False
@@ -362,23 +434,26 @@ class Landmarker:
     ) -> tuple[np.ndarray, np.ndarray]:
         """One batch of ``_predict_in_image``."""
         stacked = np.stack([warp_crop(image, crop) for crop in crops]).transpose(0, 3, 1, 2)
-        points, scale = self._predict_tensor(
-            torch.from_numpy(np.ascontiguousarray(stacked)), flip=flip
-        )
+        points, scale = self._predict_crops(np.ascontiguousarray(stacked), flip=flip)
         image_points = np.stack([c.to_image(p) for c, p in zip(crops, points, strict=True)])
         image_scale = np.stack([c.to_image_scale(s) for c, s in zip(crops, scale, strict=True)])
         return image_points, image_scale
 
     @contextmanager
     def _threads(self) -> Iterator[None]:
+        """torch's CPU threads set to ``threads`` for the torch backend (an ONNX Runtime session
+        has its own), restored afterwards."""
+        if self.threads is None or self._onnx is not None:
+            yield
+            return
+        import torch
+
         previous = torch.get_num_threads()
-        if self.threads is not None:
-            torch.set_num_threads(self.threads)
+        torch.set_num_threads(self.threads)
         try:
             yield
         finally:
-            if self.threads is not None:
-                torch.set_num_threads(previous)
+            torch.set_num_threads(previous)
 
 
 def check_boxes(boxes: object, width: int, height: int) -> list[Box]:
@@ -446,16 +521,21 @@ def _as_box(values: Iterable[float]) -> Box:
     return x0, y0, x1, y1
 
 
-def _as_crops(crops: object, size: int) -> torch.Tensor:
-    """``crops`` as a uint8 ``(N, 3, size, size)`` tensor; LandmarksError naming it otherwise."""
+def _as_crops(crops: object, size: int) -> np.ndarray:
+    """``crops`` (an array, or a torch tensor) as a C-contiguous uint8 ``(N, 3, size, size)``
+    array; LandmarksError naming it otherwise."""
     expected = f"crops: expected uint8 (N, 3, {size}, {size})"
+    if isinstance(crops, str | bytes) or crops is None:
+        raise LandmarksError(f"{expected}, got {type(crops).__name__}")
     try:
-        tensor = crops if torch.is_tensor(crops) else torch.from_numpy(np.asarray(crops, order="C"))
-    except Exception as exc:  # strings, ragged lists, objects
+        if hasattr(crops, "detach"):  # a torch tensor (torch itself is not imported here)
+            crops = crops.detach().cpu().numpy()
+        array = np.ascontiguousarray(crops)
+    except Exception as exc:  # ragged lists, objects
         raise LandmarksError(f"{expected}, got {type(crops).__name__}") from exc
-    if tensor.dtype != torch.uint8 or tuple(tensor.shape[1:]) != (3, size, size):
-        raise LandmarksError(f"{expected}, got {tuple(tensor.shape)} {tensor.dtype}")
-    return tensor
+    if array.dtype != np.uint8 or array.ndim != 4 or array.shape[1:] != (3, size, size):
+        raise LandmarksError(f"{expected}, got {array.shape} {array.dtype}")
+    return array
 
 
 def _check_predictions(points: np.ndarray, scale: np.ndarray, name: Callable[[int], str]) -> None:
@@ -492,35 +572,60 @@ def _refined_crop(points: np.ndarray, current: Crop, anchor: Crop, size: int) ->
     return refined
 
 
-# --- ONNX backend (see laplace_landmarks.export) -------------------------------------------------
-def _onnx_backend(
-    backend: str,
-    model: torch.nn.Module,
-    path: str | Path | None,
-    threads: int | None,
-    crop_size: int,
-) -> tuple[str, Any]:
-    """``(backend, OnnxSession or None)``; exports ``model`` to the cache when ``path`` is None.
+# --- the two backends: ONNX Runtime (see laplace_landmarks.onnx_runtime) and PyTorch --------------
+def _onnx_session(
+    model: torch.nn.Module | None, path: str | Path | None, threads: int | None
+) -> OnnxSession:
+    """An ONNX Runtime session on ``path``, or on ``model``'s export in the cache when ``path``
+    is None (its interface checked there; the caller checks a given file's).
 
-    Raises LandmarksError naming the ONNX file when it cannot be loaded or does not take
-    ``crop_size`` crops (a cache file is rebuilt once first, see ``export.cached_session``).
+    Raises LandmarksError naming the ONNX file when it cannot be loaded (a cache file is
+    rebuilt once first, see ``onnx_cache.cached_session``).
     """
-    if backend not in ("torch", "onnx"):
-        raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
-    if backend == "torch":
-        return backend, None
-    # imported here: the ONNX backend is optional, and only a model without an .onnx file needs
-    # the export cache (and, through it, the exporter)
     from laplace_landmarks.onnx_runtime import OnnxSession, require_onnx
 
-    if path is None:
-        from laplace_landmarks.onnx_cache import cached_session
+    if path is not None:
+        return OnnxSession(path, threads)
+    # only a torch model without an .onnx file needs the export cache (and so the exporter)
+    require_onnx()  # exporting needs onnx and onnxscript too
+    from laplace_landmarks.onnx_cache import cached_session
 
-        require_onnx()  # exporting needs onnx and onnxscript too
-        session = cached_session(model, threads)
-    else:
-        session = OnnxSession(path, threads)
-    return backend, session.check_interface(crop_size)
+    return cached_session(model, threads)
+
+
+def _load_torch_generator(path: Path) -> tuple[torch.nn.Module, RunConfig, dict[str, str]]:
+    """``checkpoints.load_generator(path)``; LandmarksError naming the file when PyTorch (or
+    safetensors) is not installed."""
+    try:
+        from laplace_landmarks.checkpoints import load_generator
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("torch", "safetensors"):
+            raise
+        raise LandmarksError(
+            f"{path}: a weights file or checkpoint needs PyTorch ({TORCH_HINT}); the shipped "
+            "models and exported .onnx files run without it"
+        ) from exc
+    return load_generator(path)
+
+
+def _torch_forward(
+    model: torch.nn.Module, crops: np.ndarray, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The torch backend's network call: uint8 crops -> float32 points and scales."""
+    import torch
+
+    from laplace_landmarks.decoding import predict_crops
+
+    points, scale = predict_crops(model, torch.from_numpy(crops), batch_size=batch_size)
+    return points.numpy(), scale.numpy()
+
+
+def _torch_point_offset(model: torch.nn.Module) -> np.ndarray | None:
+    """The torch model's fitted ``point_offset`` as a float32 array, or None."""
+    from laplace_landmarks.decoding import point_offset
+
+    offset = point_offset(model)
+    return None if offset is None else offset.detach().cpu().float().numpy()
 
 
 def _mirror_permutation(num_landmarks: int) -> np.ndarray:

@@ -60,12 +60,14 @@ def run_export(args: argparse.Namespace) -> int:
     export.require_onnx()
     if args.quantize and args.input_dtype != "uint8":
         raise LandmarksError("--quantize int8 needs --input uint8")
-    landmarker = Landmarker.load(args.model, refine=False, threads=None)
+    landmarker = Landmarker.load(args.model, refine=False, threads=None, backend="torch")
     model = landmarker.model
     crops = export.sample_crops(landmarker.crop_size, args.verify_root)
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = Path(scratch) / "fp32.onnx" if args.quantize else args.onnx
-        export.export_onnx(model, fp32, input_dtype=args.input_dtype, opset=args.opset)
+        export.export_onnx(
+            model, fp32, input_dtype=args.input_dtype, opset=args.opset, config=landmarker.config
+        )
         result = export.verify_onnx(fp32, model, crops)
         print(_report("float32", landmarker.name, result))
         if result["max_abs_points"] > args.tolerance:

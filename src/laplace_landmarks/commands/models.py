@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,7 @@ from laplace_landmarks.commands.arguments import plain
 from laplace_landmarks.errors import LandmarksError
 
 _NME_LINE = re.compile(r"\bNME\b", re.IGNORECASE)
+MAX_HEADER_BYTES = 100_000_000  # safetensors' own bound on the JSON header
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +41,9 @@ def describe_model(entry: dict[str, Any]) -> str:
     if path.is_file():
         lines.append(f"  params: {_parameter_count(path):,}")
         lines.append(f"  size:   {path.stat().st_size / 1e6:.2f} MB ({path.name})")
+        if entry.get("onnx") is not None:
+            onnx_mb = entry["onnx"].stat().st_size / 1e6
+            lines.append(f"  onnx:   {onnx_mb:.2f} MB ({entry['onnx'].name}, runs without torch)")
     else:
         lines.append(f"  file:   {path.name} is MISSING")
     nme = card_nme_line(entry["card"]) if entry["card"] else None
@@ -46,26 +52,22 @@ def describe_model(entry: dict[str, Any]) -> str:
 
 
 def _parameter_count(path: Path) -> int:
-    """Parameter count of a safetensors file (buffers such as ``point_offset`` excluded)."""
-    from safetensors import safe_open
-
+    """Parameter count of a safetensors file (buffers such as ``point_offset`` excluded), read
+    from its JSON header alone (no torch, no safetensors package: the core install lists too)."""
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            total = 0
-            for name in handle.keys():
-                if name.endswith(("point_offset", "scale_factor")):
-                    continue
-                total += int(_numel(handle.get_slice(name).get_shape()))
-            return total
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if not 2 <= length <= MAX_HEADER_BYTES:
+                raise ValueError(f"header length {length}")
+            header = json.loads(handle.read(length))
+        total = 0
+        for name, info in header.items():
+            if name == "__metadata__" or name.endswith(("point_offset", "scale_factor")):
+                continue
+            total += math.prod(int(size) for size in info["shape"])
+        return total
     except Exception as exc:  # a corrupt file is reported, not a traceback
         raise LandmarksError(f"{path}: not a readable safetensors file ({exc})") from exc
-
-
-def _numel(shape: list[int]) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
 
 
 def card_nme_line(card: Path) -> str | None:

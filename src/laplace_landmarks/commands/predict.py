@@ -93,7 +93,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="JSON file: image path (or file name) -> list of [x0, y0, x1, y1] face boxes; "
         "images not listed use the detector",
     )
-    parser.add_argument("--model", default=None, help="shipped model name or weights path")
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="shipped model name, weights path (.safetensors/.pt: needs torch) or an .onnx file "
+        "made by `export`",
+    )
     parser.add_argument("--format", choices=FORMATS, default="json", help="default: json")
     parser.add_argument(
         "--out",
@@ -141,13 +146,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "re-crop; 0.13-0.19 NME points better on ytf68 val). Default: the model's own setting "
         "(on for rcn-lite-accurate, off for the others and weights files)",
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads")
     parser.add_argument(
         "--backend",
         choices=("torch", "onnx"),
-        default="torch",
-        help="network runtime: torch (default) or onnx (ONNX Runtime; needs the [onnx] extra; "
-        "exports the model into ~/.cache/laplace-landmarks/onnx on first use)",
+        default=None,
+        help="network runtime: onnx (ONNX Runtime; the default for shipped models and .onnx "
+        "files) or torch (PyTorch, the [train] extra; the default for weights files, which onnx "
+        "exports into ~/.cache/laplace-landmarks/onnx on first use)",
     )
     # video files (.mp4 .avi .mov .mkv) are handled by commands/predict_video.py
     parser.add_argument(

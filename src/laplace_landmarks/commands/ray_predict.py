@@ -42,8 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--backend",
         choices=("torch", "onnx"),
-        default="torch",
-        help="run the model with torch (default) or ONNX Runtime",
+        default=None,
+        help="run the model with ONNX Runtime (default for shipped models) or torch (default "
+        "for weights files)",
     )
     parser.set_defaults(func=run_ray_predict)
 

@@ -5,7 +5,10 @@ Each entry has ``name``, ``file`` (a safetensors file beside the index), ``descr
 optionally, ``arch`` (the generator: ``rcn``, the default, or ``rcn-lite``) and ``flip_test``
 (whether ``Landmarker.pretrained`` averages the final pass with the mirrored crop unless told
 otherwise; default false). A model
-card ``<name>.md`` may sit beside the weights. Nothing is downloaded: the files ship in the wheel.
+card ``<name>.md`` may sit beside the weights, and the model's ONNX export (network + decoding +
+fitted buffers, with its config in the ONNX metadata; ``laplace-landmarks export --model NAME
+--onnx weights/NAME.onnx``) beside the weights file, with its stem: what the core install (no
+torch) runs. Nothing is downloaded: the files ship in the wheel.
 
 Example:
     >>> [m["name"] for m in list_pretrained()]  # doctest: +SKIP
@@ -35,7 +38,8 @@ def list_pretrained() -> list[dict[str, Any]]:
     """The shipped models as dicts (a copy of the index entries), in index order.
 
     Each dict also gets ``path`` (a Path to the weights file, which may be absent in a broken
-    install) and ``card`` (a Path to ``<name>.md``, or None when there is no card).
+    install), ``onnx`` (a Path to the ONNX export beside it, or None when there is none) and
+    ``card`` (a Path to ``<name>.md``, or None when there is no card).
     """
     raw = json.loads((_folder() / "index.json").read_text(encoding="utf-8"))
     entries = []
@@ -43,9 +47,15 @@ def list_pretrained() -> list[dict[str, Any]]:
         missing = [key for key in _REQUIRED_KEYS if key not in entry]
         if missing:
             raise LandmarksError(f"weights/index.json: entry {entry!r:.60} lacks {missing}")
-        card = _folder() / f"{entry['name']}.md"
+        path, card = _folder() / entry["file"], _folder() / f"{entry['name']}.md"
+        onnx = path.with_suffix(".onnx")
         entries.append(
-            {**entry, "path": _folder() / entry["file"], "card": card if card.is_file() else None}
+            {
+                **entry,
+                "path": path,
+                "onnx": onnx if onnx.is_file() else None,
+                "card": card if card.is_file() else None,
+            }
         )
     return entries
 
