@@ -166,3 +166,14 @@ def test_a_missing_onnx_file_and_torch_backend_on_one_are_refused(tmp_path, caps
     shipped = Landmarker.pretrained("rcn-fast")._onnx.path
     with pytest.raises(LandmarksError, match="backend 'onnx' only"):
         Landmarker.load(str(shipped), backend="torch")
+
+
+def test_onnx_runs_one_thread_unless_asked():
+    """One ONNX Runtime thread by default (a pool collapses when another process is busy)."""
+    from laplace_landmarks import Landmarker
+
+    def intra_op(landmarker) -> int:
+        return landmarker._onnx.session.get_session_options().intra_op_num_threads
+
+    assert intra_op(Landmarker.pretrained("rcn-lite")) == 1
+    assert intra_op(Landmarker.pretrained("rcn-lite", threads=2)) == 2

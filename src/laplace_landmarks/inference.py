@@ -130,8 +130,10 @@ class Landmarker:
             mirrored (with one refinement pass: 1.5x the network time): mirroring the first
             pass as well gained nothing on ytf68 val (docs/results.md). ``predict_batch``
             mirrors its one pass (2x).
-        threads: CPU threads while predicting: ONNX Runtime's intra-op threads (None: its
-            default), or torch's (restored afterwards; None leaves torch's).
+        threads: CPU threads while predicting: ONNX Runtime's intra-op threads (None: one,
+            :data:`DEFAULT_ONNX_THREADS`: a face is a fraction of a millisecond of network, and a
+            pool of threads only adds waiting, which collapses when another process is busy),
+            or torch's (restored afterwards; None leaves torch's).
         batch_size: the most faces per forward pass.
         backend: ``"onnx"`` (ONNX Runtime) or ``"torch"`` (PyTorch) runs the crop -> points
             stage; None: ``"torch"`` when ``model`` is given, else ``"onnx"``.
@@ -572,6 +574,10 @@ def _refined_crop(points: np.ndarray, current: Crop, anchor: Crop, size: int) ->
     return refined
 
 
+#: ONNX Runtime threads when none are asked for (see ``Landmarker``'s ``threads``).
+DEFAULT_ONNX_THREADS = 1
+
+
 # --- the two backends: ONNX Runtime (see laplace_landmarks.onnx_runtime) and PyTorch --------------
 def _onnx_session(
     model: torch.nn.Module | None, path: str | Path | None, threads: int | None
@@ -584,6 +590,7 @@ def _onnx_session(
     """
     from laplace_landmarks.onnx_runtime import OnnxSession, require_onnx
 
+    threads = DEFAULT_ONNX_THREADS if threads is None else threads
     if path is not None:
         return OnnxSession(path, threads)
     # only a torch model without an .onnx file needs the export cache (and so the exporter)

@@ -146,7 +146,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "re-crop; 0.13-0.19 NME points better on ytf68 val). Default: the model's own setting "
         "(on for rcn-lite-accurate, off for the others and weights files)",
     )
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for the network (default: 1 with ONNX Runtime, which stays fast when "
+        "another process is busy; PyTorch's own default with --backend torch)",
+    )
     parser.add_argument(
         "--backend",
         choices=("torch", "onnx"),
