@@ -133,3 +133,47 @@ def test_box_rule_uses_the_visible_points(dataset, tmp_path):
     expected = crop_from_box(box, size=80, scale=1.25).to_crop(visible)
     np.testing.assert_allclose(cache.points[0].numpy()[visibility], expected, atol=1e-3)
     assert not cache.visibility[0, :10].any() and cache.visibility[0, 10:].all()
+
+
+def _slice_300w():
+    from conftest import TEST_DATA
+
+    from laplace_landmarks.data.datasets import load_dataset
+
+    return load_dataset("300w", "common", root=TEST_DATA / "300w_slice")
+
+
+def test_detector_crops_are_the_one_pass_landmarker_crops(tmp_path, one_thread):
+    """``data.crop = "detector"``: every face cut as the one-pass path cuts it, points mapped by
+    ``crop_from_detection(box).to_crop``; a separate cache file from the five-point one."""
+    from laplace_landmarks.detection import DlibHogDetector, crop_from_detection, labelled_face_box
+
+    dataset = _slice_300w()
+    cache = build(dataset, tmp_path, rule="detector", fallback=True)
+    assert len(cache) == len(dataset.samples) and not cache.skipped
+    detector = DlibHogDetector(upsample=1)
+    for index, sample in enumerate(dataset.samples):
+        rgb = image_io.load_image(sample.image_path)
+        box, _ = labelled_face_box(detector(rgb), sample.points, sample.visibility)
+        crop = crop_from_detection(box, 80)
+        np.testing.assert_allclose(cache.matrices[index].numpy(), crop.matrix)
+        np.testing.assert_allclose(
+            cache.points[index].numpy(), crop.to_crop(sample.points), atol=1e-4
+        )
+    assert build(dataset, tmp_path).file != cache.file  # five-point: another key
+    assert build(dataset, tmp_path, rule="detector").file != cache.file  # no fallback: another
+
+
+def test_detector_crops_fall_back_to_the_five_point_equivalent_box(tmp_path, monkeypatch):
+    from laplace_landmarks import detection
+
+    monkeypatch.setattr(detection, "DlibHogDetector", lambda upsample: lambda image: [])
+    dataset = _slice_300w()
+    skipping = build(dataset, tmp_path / "skip", rule="detector")
+    assert len(skipping) == 0 and len(skipping.skipped) == len(dataset.samples)
+    cache = build(dataset, tmp_path / "fallback", rule="detector", fallback=True)
+    for index, sample in enumerate(dataset.samples):
+        expected = crop_from_five_points(five_points_from_68(sample.points), size=80)
+        np.testing.assert_allclose(cache.matrices[index].numpy(), expected.matrix, atol=1e-9)
+    with pytest.raises(ValueError, match="fallback"):
+        build(dataset, tmp_path, fallback=True)

@@ -12,15 +12,16 @@ from laplace_landmarks.cli import main
 from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68
 from laplace_landmarks.data.datasets import load_dataset
 from laplace_landmarks.data.images import load_image
-from laplace_landmarks.detection import Detection, DlibHogDetector, crop_from_detection
+from laplace_landmarks.detection import (
+    Detection,
+    DlibHogDetector,
+    crop_from_detection,
+    fallback_box,
+)
+from laplace_landmarks.detection import detection_holding as matching_detection
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.inference import Landmarker
-from laplace_landmarks.path_evaluation import (
-    fallback_box,
-    find_dlib_predictor,
-    matching_detection,
-    run_landmarker_protocol,
-)
+from laplace_landmarks.path_evaluation import find_dlib_predictor, run_landmarker_protocol
 
 SLICE_300W = TEST_DATA / "300w_slice"  # helen/testset: 8 faces, so 300w/common loads
 MODEL = "rcn-lite"  # the fastest shipped model
@@ -100,6 +101,24 @@ def test_cli_json_holds_the_label_and_settings(tmp_path, capsys, one_thread):
     assert document["label"] == "300W common, HELEN part"
     assert document["settings"]["flip_test"] is False and document["settings"]["limit"] == 2
     assert document["machine"]["cpu"] and document["ours"]["faces"] == 2
+
+
+def test_cli_refine_0_is_one_pass_from_the_detector_box(tmp_path, capsys, one_thread):
+    out = tmp_path / "one-pass.json"
+    args = ["evaluate", "--checkpoint", MODEL, "--data", "300w", "--split", "common"]
+    args += ["--data-root", str(SLICE_300W), "--protocol", "landmarker", "--limit", "2"]
+    args += ["--refine", "0", "--threads", "1", "--json", str(out)]
+    assert main(args) == 0
+    assert "(refine 0," in capsys.readouterr().out
+    document = json.loads(out.read_text())
+    assert document["settings"]["refine"] == 0
+    sample = load_dataset("300w", "common", root=SLICE_300W).samples[0]  # by hand: one pass
+    box = tuple(document["per_face"][0]["box"])
+    one_pass = Landmarker.load(MODEL, refine=0, threads=1)
+    points = one_pass.predict(load_image(sample.image_path), boxes=[box])[0].points
+    gt = sample.points
+    expected = np.linalg.norm(points - gt, axis=1).mean() / np.linalg.norm(gt[36] - gt[45])
+    assert document["ours"]["nme_per_face"][0] == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize(

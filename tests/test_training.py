@@ -242,3 +242,24 @@ def test_init_from_bad_input_is_a_clean_error(tmp_path, capsys, change, message)
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_data_crop_config_reaches_both_crop_caches(tmp_path, monkeypatch):
+    """``train --crop detector`` -> ``data.crop``: training and validation faces both cut by the
+    detector rule with the five-point-equivalent fallback (see tests/test_cache.py)."""
+    from laplace_landmarks.config import TRAIN_FLAG_OVERRIDES, resolve_config
+    from laplace_landmarks.data import prepare
+    from laplace_landmarks.errors import LandmarksError
+
+    assert TRAIN_FLAG_OVERRIDES["crop"] == "data.crop"
+    assert resolve_config("improved-lite").data.crop == "five-point"
+    with pytest.raises(LandmarksError, match="data.crop must be one of"):
+        resolve_config("improved-lite", {"data.crop": "box"})
+    config = resolve_config(
+        "improved-lite",
+        {"data.crop": "detector", "data.root": str(YTF68_SLICE), "adversarial.enabled": False},
+    )
+    calls = []
+    monkeypatch.setattr(prepare, "build_crop_cache", lambda *a, **kw: calls.append(kw))
+    prepare.prepare_data(config, tmp_path, progress=False)
+    assert [(kw["rule"], kw["fallback"]) for kw in calls] == [("detector", True)] * 2

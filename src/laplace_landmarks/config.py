@@ -79,6 +79,7 @@ TRAIN_FLAG_OVERRIDES = {
     "cache_dir": "data.cache_dir",
     "init_from": "train.init_from",
     "self_crops_from": "data.self_crops_from",
+    "crop": "data.crop",
 }
 
 

@@ -13,7 +13,13 @@ from typing import Protocol
 
 import numpy as np
 
-from laplace_landmarks.data.crops import DEFAULT_SIZE, Crop, crop_from_box
+from laplace_landmarks.data.crops import (
+    DEFAULT_SIZE,
+    Crop,
+    crop_from_box,
+    crop_from_five_points,
+    five_points_from_68,
+)
 
 # Calibration of the dlib HOG box against the paper's 5-point crop (extension 2.0), from
 # `nice python benchmarks/calibrate_detector_crop.py` on the ytf68 TRAIN split only (2,944
@@ -46,6 +52,39 @@ def detection_holding(
     if not holding:
         return None
     return min(holding, key=lambda b: math.hypot((b[0] + b[2]) / 2 - cx, (b[1] + b[3]) / 2 - cy))
+
+
+def fallback_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """The box whose detector-rule crop is exactly the ground-truth 5-point crop (68 points).
+
+    :func:`crop_from_detection` makes a square of side ``DETECTOR_CROP_SCALE * w`` centred at the
+    box centre plus ``DETECTOR_CROP_SHIFT * w``; this inverts it for the 5-point crop's square.
+    """
+    x0, y0, x1, y1 = crop_from_five_points(five_points_from_68(points)).box
+    side = (x1 - x0) / DETECTOR_CROP_SCALE
+    cx = (x0 + x1) / 2 - DETECTOR_CROP_SHIFT[0] * side
+    cy = (y0 + y1) / 2 - DETECTOR_CROP_SHIFT[1] * side
+    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+
+
+def labelled_face_box(
+    detections: list[Detection] | tuple[Detection, ...],
+    points: np.ndarray,
+    visible: np.ndarray | None = None,
+    fallback: bool = True,
+) -> tuple[tuple[float, float, float, float] | None, bool]:
+    """The detector box of a labelled face and whether the detector found it.
+
+    The box is :func:`detection_holding` the ground-truth centre (the mean of the ``visible``
+    points, all when None); without one, :func:`fallback_box` of the (68) points when
+    ``fallback``, else None. How the Landmarker-path evaluation and ``data.crop = "detector"``
+    training crops place a labelled face."""
+    points = np.asarray(points, dtype=np.float64)
+    shown = points if visible is None else points[np.asarray(visible, bool)]
+    box = detection_holding(detections, np.nanmean(shown, axis=0))
+    if box is not None:
+        return box, True
+    return (fallback_box(points) if fallback else None), False
 
 
 class FaceDetector(Protocol):

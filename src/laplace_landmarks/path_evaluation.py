@@ -32,9 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from laplace_landmarks.data.crops import crop_from_five_points, five_points_from_68
-from laplace_landmarks.detection import DETECTOR_CROP_SCALE, DETECTOR_CROP_SHIFT
-from laplace_landmarks.detection import detection_holding as matching_detection
+from laplace_landmarks.detection import labelled_face_box
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.evaluation import (
     auc_at,
@@ -64,27 +62,11 @@ class PathFace:
     detected: bool
 
 
-def fallback_box(points: np.ndarray) -> Box:
-    """The box whose detector-rule crop is exactly the ground-truth 5-point crop (68 points).
-
-    ``crop_from_detection`` makes a square of side ``DETECTOR_CROP_SCALE * w`` centred at the box
-    centre plus ``DETECTOR_CROP_SHIFT * w``; this inverts it for the 5-point crop's square.
-    """
-    x0, y0, x1, y1 = crop_from_five_points(five_points_from_68(points)).box
-    side = (x1 - x0) / DETECTOR_CROP_SCALE
-    cx = (x0 + x1) / 2 - DETECTOR_CROP_SHIFT[0] * side
-    cy = (y0 + y1) / 2 - DETECTOR_CROP_SHIFT[1] * side
-    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
-
-
 def face_for(sample: Any, rgb: np.ndarray, detector: Callable[[np.ndarray], list]) -> PathFace:
     """The :class:`PathFace` of one labelled sample: its detection, else its fallback box."""
     visible = np.ones(len(sample.points), bool) if sample.visibility is None else sample.visibility
     visible = np.asarray(visible, bool)
-    box = matching_detection(detector(rgb), np.nanmean(sample.points[visible], axis=0))
-    detected = box is not None
-    if box is None:
-        box = fallback_box(sample.points)
+    box, detected = labelled_face_box(detector(rgb), sample.points, visible)
     return PathFace(Path(sample.image_path), np.asarray(sample.points), visible, box, detected)
 
 

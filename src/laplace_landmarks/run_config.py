@@ -75,6 +75,10 @@ class DataConfig:
     val_fraction: float = 0.1
     size: int = 80
     extension: float = 2.0
+    # how every training and validation face is cropped: "five-point" (the paper's rule from the
+    # ground truth) or "detector" (as the one-pass Landmarker path does: the dlib HOG box holding
+    # the ground-truth centre, else the detector-equivalent box of the 5-point crop)
+    crop: str = "five-point"
     cache_dir: str | None = None  # default: <out>/../.cache or $LAPLACE_LANDMARKS_CACHE
     max_train: int | None = None  # use only the first N training faces (tests, quick runs)
     max_val: int | None = None
@@ -263,6 +267,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "loss.direction": ("forward", "reverse"),
     "loss.norm": ("l2", "l1", "sql2"),  # losses.NORMS
     "adversarial.heatmap": ("laplace", "gaussian"),
+    "data.crop": ("five-point", "detector"),
     "train.schedule": ("constant", "cosine"),
 }
 

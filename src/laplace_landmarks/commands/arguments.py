@@ -10,6 +10,7 @@ from typing import Any
 from laplace_landmarks.data.datasets import DATA_ROOT_ENV
 
 MAX_THREADS = 1024  # --threads bound, as for the recipes' train.threads (config.py)
+MAX_REFINE = 16  # --refine bound: passes beyond a few change nothing (the crop converges)
 _ROLE = re.compile(r":[a-z]+:`([^`]+)`")  # a Sphinx role such as :func:`name`
 
 
@@ -21,6 +22,17 @@ def thread_count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if not 1 <= value <= MAX_THREADS:
         raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_THREADS}, got {text!r}")
+    return value
+
+
+def refine_passes(text: str) -> int:
+    """``--refine``: a whole number of 5-point re-crop passes in 0..MAX_REFINE."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value <= MAX_REFINE:
+        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_REFINE}, got {text!r}")
     return value
 
 

@@ -15,17 +15,22 @@ extra line gives AUC and FR with every skipped face counted as a failure.
 
 ``--protocol landmarker`` scores the real user path instead: dlib HOG box (the detection holding
 the ground-truth centre; else a ground-truth fallback box, counted) -> ``Landmarker.predict``
-with the model's own refine and flip_test. It prints inter-ocular NME mean / median, AUC, FR,
-90 % interval coverage and Spearman(face scale, NME), and with ``--dlib`` dlib's 68-point shape
-predictor on the same boxes (trained on iBUG 300-W, non-commercial; comparison only). See
-``laplace_landmarks.path_evaluation``.
+with the model's own refine and flip_test (``--refine 0``: one pass from the detector box). It
+prints inter-ocular NME mean / median, AUC, FR, 90 % interval coverage and Spearman(face scale,
+NME), and with ``--dlib`` dlib's 68-point shape predictor on the same boxes (trained on iBUG
+300-W, non-commercial; comparison only). See ``laplace_landmarks.path_evaluation``.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from laplace_landmarks.commands.arguments import add_data_root, plain, thread_count
+from laplace_landmarks.commands.arguments import (
+    add_data_root,
+    plain,
+    refine_passes,
+    thread_count,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,6 +70,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="landmarker protocol: mirror the final pass (default: the model's own setting)",
+    )
+    p.add_argument(
+        "--refine",
+        type=refine_passes,
+        metavar="N",
+        help="landmarker protocol: 5-point re-crop passes after the box crop (0: one pass from "
+        "the detector box; default: the model's own setting, 1)",
     )
     p.add_argument(
         "--dlib", action="store_true", help="landmarker protocol: score dlib's predictor too"
@@ -111,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         "--dlib-predictor": args.dlib_predictor is not None,
         "--limit": args.limit is not None,
         "--flip-test/--no-flip-test": args.flip_test is not None,
+        "--refine": args.refine is not None,
     }
     given = [flag for flag, used in path_only.items() if used]
     if given:
@@ -161,6 +174,7 @@ def _run_landmarker(args: argparse.Namespace) -> int:
         dlib=args.dlib or args.dlib_predictor is not None,
         dlib_predictor=args.dlib_predictor,
         threshold=args.threshold,
+        refine=True if args.refine is None else args.refine,
         progress=progress,
     )
     print(format_path_report(result))

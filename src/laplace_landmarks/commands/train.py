@@ -66,6 +66,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "pass, 5-point re-crop from its own estimate; cached) to the training set",
     )
     p.add_argument(
+        "--crop",
+        choices=["five-point", "detector"],
+        help="how training and validation faces are cropped: five-point (the paper's rule from "
+        "the ground truth) or detector (as a one-pass Landmarker: the dlib box holding the "
+        "face, else its 5-point-equivalent box; cached) (default: the recipe's)",
+    )
+    p.add_argument(
         "--calibrate",
         action="store_true",
         help="after the last epoch, fit the point offset of the chosen weights on the training "

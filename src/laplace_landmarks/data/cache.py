@@ -145,14 +145,14 @@ def _labelled_crop(sample: Sample, image: np.ndarray, config: dict, detector) ->
             visible = sample.points if visible is None or len(visible) < 2 else visible
             box = (*visible.min(axis=0), *visible.max(axis=0))
         return crop_from_box(box, size, config["box_scale"], tuple(config["box_shift"]))
-    from laplace_landmarks.detection import crop_from_detection
+    from laplace_landmarks.detection import crop_from_detection, labelled_face_box
 
-    center = np.nanmean(sample.points, axis=0)
-    for detection in detector(image):
-        x0, y0, x1, y1 = detection.box
-        if x0 <= center[0] <= x1 and y0 <= center[1] <= y1:
-            return crop_from_detection(detection.box, size)
-    raise ValueError("no face detected around the labelled points")
+    box, _ = labelled_face_box(
+        detector(image), sample.points, sample.visibility, fallback=config.get("fallback", False)
+    )
+    if box is None:
+        raise ValueError("no face detected around the labelled points")
+    return crop_from_detection(box, size)
 
 
 def _crop_one(sample: Sample, config: dict, get_detector) -> tuple[np.ndarray, Crop]:
@@ -183,6 +183,7 @@ def build_crop_cache(
     extension: float = DEFAULT_EXTENSION,
     box_scale: float = 1.0,
     box_shift: tuple[float, float] = (0.0, 0.0),
+    fallback: bool = False,
     max_pixels: int = 50_000_000,
     progress: bool = True,
 ) -> CropCache:
@@ -190,12 +191,17 @@ def build_crop_cache(
 
     Labelled faces use ``rule``: the paper's 5-point rule from the ground truth (68 points),
     a face box (the sample's box, else the points' bounding box, with ``box_scale``/``box_shift``)
-    or the dlib detector. Unlabelled faces always use the dlib detector's best box. Samples whose
-    image cannot be read, is larger than ``max_pixels``, or has no face are skipped and listed in
-    ``skipped``. A one-line summary goes to stderr.
+    or the dlib detector (the detection holding the ground-truth centre, see
+    :func:`~laplace_landmarks.detection.labelled_face_box`; with ``fallback`` a face without one
+    gets the detector-equivalent box of its 5-point crop instead of being skipped, as the
+    Landmarker-path evaluation does). Unlabelled faces always use the dlib detector's best box.
+    Samples whose image cannot be read, is larger than ``max_pixels``, or has no face are skipped
+    and listed in ``skipped``. A one-line summary goes to stderr.
     """
     if rule not in RULES:
         raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    if fallback and rule != "detector":
+        raise ValueError(f"fallback applies to rule='detector' only, got rule={rule!r}")
     labelled = any(sample.points is not None for sample in dataset.samples)
     if rule == "five-point" and labelled and dataset.num_landmarks != 68:
         raise ValueError(
@@ -211,6 +217,10 @@ def build_crop_cache(
         "max_pixels": int(max_pixels),
         **_detector_config(dataset, rule),
     }
+    if rule == "detector" and labelled:  # how a labelled face meets its detection
+        config["match"] = "holding the visible centre, nearest-centred"
+        if fallback:
+            config["fallback"] = "five-point-equivalent box"
     key = cache_key(dataset, config)
     path = Path(cache_dir) / f"{dataset.name}-{dataset.split}-{key[:20]}.pt".replace("/", "_")
     label = f"crop cache {dataset.name}/{dataset.split}"

@@ -2,7 +2,8 @@
 
 :func:`prepare_data` turns a run config's ``[data]`` (and ``[adversarial]``) sections into the
 :class:`TrainData` the trainer reads: the training and validation crops (plus the self crops of
-``data.self_crops_from``, see :mod:`laplace_landmarks.self_crops`) and, for the adversarial
+``data.self_crops_from``, see :mod:`laplace_landmarks.self_crops`), cut by ``data.crop``
+(the ground-truth 5-point rule, or the detector path's box crop) and, for the adversarial
 branch, the unlabelled faces. Every split is cached under :func:`default_cache_dir` (or the
 run's ``data.cache_dir``), so a second run decodes no image.
 """
@@ -48,7 +49,13 @@ def prepare_data(config: RunConfig, cache_dir: Path, progress: bool = True) -> T
         datasets.append(dataset)
         caches.append(
             build_crop_cache(
-                dataset, cache_dir, size=d.size, extension=d.extension, progress=progress
+                dataset,
+                cache_dir,
+                size=d.size,
+                rule=d.crop,
+                extension=d.extension,
+                fallback=d.crop == "detector",
+                progress=progress,
             )
         )
     if d.self_crops_from:
