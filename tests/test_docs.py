@@ -53,3 +53,9 @@ def test_every_readme_command_and_option_exists(command, rest):
 def _choices(parser: argparse.ArgumentParser) -> dict | None:
     groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     return groups[0].choices if groups else None
+
+
+def test_results_page_stays_a_page():
+    """docs/results.md holds the current numbers, not a diary: at most 30 KB (git keeps history)."""
+    results = README.parent / "docs" / "results.md"
+    assert results.stat().st_size <= 30_000
