@@ -28,6 +28,7 @@ from conftest import FIXTURES_SLICE, TEST_DATA, YTF68_SLICE
 from fuzzing import tried
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_evaluate_cli import train_args  # the same tiny ytf68-slice run
 
 from laplace_landmarks import checkpoints
 from laplace_landmarks.cli import main
@@ -265,14 +266,6 @@ def test_hostile_xml_is_a_format_error(tmp_path, text):
 
 
 # --- 4. a diverging run stops cleanly and keeps its last good checkpoint -------------------------
-
-
-def train_args(out: Path, cache: Path, *extra: str) -> list[str]:
-    return [
-        "train", "--recipe", "paper-laplacekl", "--width", "0.0625", "--epochs", "2",
-        "--batch-size", "8", "--lr", "0.01", "--threads", "1", "--data-root", str(YTF68_SLICE),
-        "--cache-dir", str(cache), "--out", str(out), "--no-progress", *extra,
-    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ from PIL import Image
 
 from laplace_landmarks.data.crops import Crop, crop_from_five_points, five_points_from_68, warp_crop
 from laplace_landmarks.data.images import to_rgb_array
-from laplace_landmarks.detection import FaceDetector, crop_from_detection
+from laplace_landmarks.detection import Detection, FaceDetector, crop_from_detection
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.run_config import RunConfig
 
@@ -333,10 +333,8 @@ class Landmarker:
     def _detect(self, rgb: np.ndarray) -> tuple[list[Box], list[float | None]]:
         """The detector's boxes that can frame a face (see :func:`box_problem`), best first,
         and their scores."""
-        height, width = rgb.shape[:2]
-        found = [(_as_box(d.box), d.score) for d in self.detector(rgb)]
-        usable = [(box, score) for box, score in found if box_problem(box, width, height) is None]
-        return [box for box, _ in usable], [score for _, score in usable]
+        usable = usable_detections(self.detector(rgb), rgb.shape[1], rgb.shape[0])
+        return [_as_box(d.box) for d in usable], [d.score for d in usable]
 
     def _refine(
         self,
@@ -472,6 +470,12 @@ def check_boxes(boxes: object, width: int, height: int) -> list[Box]:
             raise LandmarksError(f"boxes[{i}] = {list(box)}: {problem}")
         result.append(box)
     return result
+
+
+def usable_detections(detections: Iterable[Detection], width: int, height: int) -> list[Detection]:
+    """The detections whose boxes can frame a face of a ``width x height`` image (see
+    :func:`box_problem`), in their order; the others (e.g. a box of a few pixels) are dropped."""
+    return [d for d in detections if box_problem(d.box, width, height) is None]
 
 
 def box_problem(box: Box, width: int, height: int) -> str | None:

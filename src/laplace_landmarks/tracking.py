@@ -47,7 +47,7 @@ from laplace_landmarks.data.crops import (
 )
 from laplace_landmarks.data.images import to_rgb_array
 from laplace_landmarks.detection import DETECTOR_CROP_SCALE, DETECTOR_CROP_SHIFT
-from laplace_landmarks.inference import box_problem
+from laplace_landmarks.inference import usable_detections
 from laplace_landmarks.smoothing import DEFAULT_PROCESS_NOISE, LaplaceKalman
 
 Box = tuple[float, float, float, float]
@@ -255,9 +255,8 @@ class FaceTracker:
         height, width = rgb.shape[:2]
         detections = [
             d
-            for d in self.landmarker.detector(rgb)
-            if box_problem(d.box, width, height) is None  # e.g. a tiny box: no face to track
-            and not any(_overlaps(d.box, f.box) for f in tracked)
+            for d in usable_detections(self.landmarker.detector(rgb), width, height)
+            if not any(_overlaps(d.box, f.box) for f in tracked)
         ][: self.max_faces - len(tracked)]
         if not detections:
             return []

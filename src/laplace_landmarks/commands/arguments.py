@@ -16,23 +16,22 @@ _ROLE = re.compile(r":[a-z]+:`([^`]+)`")  # a Sphinx role such as :func:`name`
 
 def thread_count(text: str) -> int:
     """``--threads``: a whole number in 1..MAX_THREADS (torch fails on anything else, late)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= MAX_THREADS:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_THREADS}, got {text!r}")
-    return value
+    return _whole_number(text, 1, MAX_THREADS)
 
 
 def refine_passes(text: str) -> int:
     """``--refine``: a whole number of 5-point re-crop passes in 0..MAX_REFINE."""
+    return _whole_number(text, 0, MAX_REFINE)
+
+
+def _whole_number(text: str, low: int, high: int) -> int:
+    """``text`` as a whole number in ``low..high``; argparse's error otherwise."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value <= MAX_REFINE:
-        raise argparse.ArgumentTypeError(f"must be between 0 and {MAX_REFINE}, got {text!r}")
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {text!r}")
     return value
 
 
