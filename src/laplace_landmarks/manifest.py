@@ -59,6 +59,7 @@ from typing import Any, BinaryIO
 
 from laplace_landmarks.atomic import make_folder
 from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.outputs import progress as progress_report
 
 Box = tuple[float, float, float, float]
 BOX_COLUMNS = ("x0", "y0", "x1", "y1")
@@ -290,7 +291,7 @@ def run_manifest(
         out_path: the JSON Lines file (created with its folder when missing).
         flush_every: images per write + fsync.
         max_images: stop after this many new images (None: all); rerun to go on.
-        progress: show a progress bar on stderr.
+        progress: report progress on stderr (a bar on a terminal, plain lines in a log).
 
     Returns:
         The :class:`JobSummary` of this run (already recorded images count as ``skipped``).
@@ -423,10 +424,5 @@ def _chunks(items: Iterable[ManifestItem], size: int) -> Iterator[list[ManifestI
 
 
 def _progress(items: list[ManifestItem], enabled: bool) -> Iterable[ManifestItem]:
-    if not enabled:
-        return items
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(items, desc="manifest", unit="img", file=sys.stderr)
+    """``items`` with the commands' progress report (a bar on a terminal, plain lines in a log)."""
+    return progress_report(items, "manifest", "img") if enabled else items
