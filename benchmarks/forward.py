@@ -20,7 +20,7 @@ from fractions import Fraction
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from laplace_landmarks.bench import cpu_name
+from laplace_landmarks.machine import cpu_name
 from laplace_landmarks.models import count_parameters, create_model, storage_mb
 
 PAPER_STORAGE_MB = {1.0: 7.496, 0.5: 1.919, 0.25: 0.507, 0.125: 0.162, 0.0625: 0.076}

@@ -37,13 +37,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from laplace_landmarks.bench import cpu_name
 from laplace_landmarks.data.cache import build_crop_cache
 from laplace_landmarks.data.datasets import load_dataset
 from laplace_landmarks.decoding import decode_logits, predict_crops
 from laplace_landmarks.evaluation import nme_per_face
 from laplace_landmarks.export import OnnxSession, export_onnx, quantize_onnx
 from laplace_landmarks.inference import Landmarker
+from laplace_landmarks.machine import cpu_name
 from laplace_landmarks.models import normalize_input
 
 INT8_VARIANTS = {  # name -> quantize_onnx keyword arguments

@@ -37,13 +37,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from laplace_landmarks.bench import cpu_name
 from laplace_landmarks.data.crops import warp_crop
 from laplace_landmarks.data.datasets import load_dataset
 from laplace_landmarks.data.images import load_image
 from laplace_landmarks.detection import DlibHogDetector, crop_from_detection
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.inference import Landmarker
+from laplace_landmarks.machine import cpu_name
 from laplace_landmarks.path_evaluation import (
     PathFace,
     dlib_points,

@@ -195,15 +195,15 @@ def test_dumps_writes_null_for_non_finite_numbers():
 def test_nan_landmarks_become_null_in_json_and_empty_in_csv(capsys, monkeypatch):
     from laplace_landmarks.inference import Landmarker
 
-    real_predict = Landmarker.predict
+    real_predict = Landmarker.predict_many
 
-    def predict_nan(self, image, boxes=None):
-        faces = real_predict(self, image, boxes)
+    def predict_nan(self, images, boxes=None):
+        faces = real_predict(self, images, boxes)[0]
         points = faces[0].points.copy()
         points[5] = np.nan
-        return [dataclasses.replace(faces[0], points=points, score=float("inf"))]
+        return [[dataclasses.replace(faces[0], points=points, score=float("inf"))]]
 
-    monkeypatch.setattr(Landmarker, "predict", predict_nan)
+    monkeypatch.setattr(Landmarker, "predict_many", predict_nan)
     code, stdout, err = run(capsys, EMMY, "--no-refine", "--no-flip-test")
     assert code == 0 and "non-finite landmarks" in err
     face = strict_json(stdout)["images"][0]["faces"][0]

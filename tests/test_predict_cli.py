@@ -233,20 +233,20 @@ def test_model_given_as_a_path(capsys):
 
 
 def test_interrupted_run_keeps_earlier_files(capsys, tmp_path, monkeypatch):
-    from laplace_landmarks.inference import Landmarker
+    from laplace_landmarks.data import formats
 
     out = tmp_path / "out"
     out.mkdir()
     (out / "landmarks.json").write_text("previous run\n")
-    real_predict, calls = Landmarker.predict, []
+    real_write, calls = formats.write_pts, []
 
-    def predict_then_interrupt(self, image, boxes=None):
+    def write_then_interrupt(path, points):
         calls.append(1)
-        if len(calls) == 2:
+        if len(calls) == 2:  # Ctrl-C while the second image's files are being written
             raise KeyboardInterrupt
-        return real_predict(self, image, boxes)
+        return real_write(path, points)
 
-    monkeypatch.setattr(Landmarker, "predict", predict_then_interrupt)
+    monkeypatch.setattr(formats, "write_pts", write_then_interrupt)
     code, _, _ = run(capsys, EMMY, TAKEO, "--format", "pts", "--out", out)
     assert code == 130
     assert read_pts(out / f"{EMMY.stem}_0.pts").shape == (68, 2)

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from laplace_landmarks.machine import cpu_name
 from laplace_landmarks.models import count_parameters, storage_mb
 
 BACKENDS = ("torch", "torch-batched", "onnx", "onnx-batched", "onnx-int8")
@@ -271,20 +272,6 @@ def format_table(rows: Sequence[BenchRow], peak_gflops: float) -> str:
     ]
     lines += ["| " + " | ".join(row.cells(peak_gflops)) + " |" for row in rows]
     return "\n".join(lines) + "\n"
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo, else platform.processor()."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or "unknown CPU"
 
 
 def rows_to_json(rows: Sequence[BenchRow], peak_gflops: float) -> dict[str, Any]:

@@ -173,9 +173,14 @@ def calibrate_weights(
     cache_dir: str | Path | None = None,
     threads: int | None = 1,
     fit_scale: bool = True,
+    crop: str | None = None,
 ) -> dict[str, Any]:
     """Fit ``point_offset`` on ``fit_split``, report NME on ``check_split``, then (unless
     ``fit_scale`` is False) fit ``scale_factor`` on ``check_split``; write safetensors.
+
+    ``crop`` is how the faces are cut, ``"five-point"`` (ground-truth 5-point crops) or
+    ``"detector"`` (the detector's box, the one-pass path); None: the crops the model was
+    trained on (``config.data.crop``), which are the crops its own inference path feeds it.
 
     Returns a JSON-ready dict: the NME % (primary norm, ground-truth crops) of ``check_split``
     and ``fit_split`` before and after, the mean and largest offset length in crop px, and
@@ -199,9 +204,12 @@ def calibrate_weights(
     if out.resolve() == path.resolve():
         raise LandmarksError("out: must differ from the checkpoint (it is never overwritten)")
     model, config, metadata = load_generator(path)
+    crop = crop or config.data.crop
+    if crop not in ("five-point", "detector"):
+        raise LandmarksError(f"crop: must be 'five-point' or 'detector', got {crop!r}")
     cache_root = Path(cache_dir or default_cache_dir())
     caches = {
-        split: load_split(config, dataset, split, root, "five-point", cache_root)[1]
+        split: load_split(config, dataset, split, root, crop, cache_root)[1]
         for split in (fit_split, check_split)
     }
     for split, cache in caches.items():
@@ -233,6 +241,7 @@ def calibrate_weights(
         "dataset": dataset,
         "fit_split": fit_split,
         "check_split": check_split,
+        "crop": crop,
         "nme_before": before,
         "nme_after": after,
         "mean_offset_px": [float(v) for v in offset.mean(0)],
@@ -243,7 +252,7 @@ def calibrate_weights(
     }
     extra = {k: v for k, v in metadata.items() if k != "config"}
     extra["point_offset"] = (
-        f"fitted on {dataset}/{fit_split} ({len(fit)} faces); {check_split} NME "
+        f"fitted on {dataset}/{fit_split} ({len(fit)} faces, {crop} crops); {check_split} NME "
         f"{before[check_split]:.3f} -> {after[check_split]:.3f} %"
     )
     if scale_fit is not None:

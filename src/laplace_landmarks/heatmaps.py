@@ -76,8 +76,10 @@ def _central_moment(probs: Tensor, mean: Tensor, power: int) -> Tensor:
         )
     px, py = _marginals(probs)
     xs, ys = _grids(probs.shape[2], probs.shape[3], probs)
-    dx = (xs - mean[..., :1]).abs() ** power
-    dy = (ys - mean[..., 1:]).abs() ** power
+    dx = (xs - mean[..., :1]).abs()
+    dy = (ys - mean[..., 1:]).abs()
+    if power != 1:  # no Pow node in the exported graph for the Laplace scale (power 1)
+        dx, dy = dx**power, dy**power
     return torch.stack(((px * dx).sum(-1), (py * dy).sum(-1)), dim=-1)
 
 

@@ -125,6 +125,9 @@ class Landmarker:
         refine: re-crop each face by the paper's 5-point rule around the first estimate and
             predict again. This makes boxes from any detector (or drawn by hand) work. True is
             one such pass, False none, an int ``n`` runs ``n`` passes (each from the last).
+            None: the model's own (:func:`default_refine`): none for a model trained on the
+            detector's crops (``config.data.crop == "detector"``, one pass from the box), else
+            one; a shipped model's index entry may say otherwise.
         flip_test: also predict on the mirrored crops and average, with the mirror permutation
             of ``config.model.num_landmarks`` points. In ``predict`` only the final pass is
             mirrored (with one refinement pass: 1.5x the network time): mirroring the first
@@ -146,7 +149,7 @@ class Landmarker:
         model: torch.nn.Module | None = None,
         config: RunConfig | None = None,
         detector: FaceDetector | None = None,
-        refine: bool | int = True,
+        refine: bool | int | None = None,
         flip_test: bool = False,
         threads: int | None = None,
         batch_size: int = 64,
@@ -157,7 +160,7 @@ class Landmarker:
             raise ValueError(f"threads must be >= 1, got {threads}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if int(refine) < 0:
+        if refine is not None and int(refine) < 0:
             raise ValueError(f"refine must be a bool or a number of passes >= 0, got {refine}")
         backend = backend or ("onnx" if model is None else "torch")
         if backend not in BACKENDS:
@@ -176,7 +179,8 @@ class Landmarker:
         self.crop_size = int(self.config.data.size)
         if self._onnx is not None:
             self._onnx.check_interface(self.crop_size)
-        self.refine, self.flip_test = int(refine), bool(flip_test)
+        self.refine = default_refine(self.config) if refine is None else int(refine)
+        self.flip_test = bool(flip_test)
         self.metadata: dict[str, str] = {}
         self.name = "custom"
         self._detector = detector
@@ -223,6 +227,8 @@ class Landmarker:
         entry = pretrained_entry(name)
         if kwargs.get("flip_test") is None:
             kwargs["flip_test"] = bool(entry.get("flip_test", False))
+        if kwargs.get("refine") is None and "refine" in entry:
+            kwargs["refine"] = int(entry["refine"])
         shipped_onnx = entry["onnx"]
         backend = kwargs.pop("backend", None) or ("onnx" if shipped_onnx else "torch")
         if backend == "onnx" and shipped_onnx and kwargs.get("onnx_path") is None:
@@ -307,28 +313,75 @@ class Landmarker:
             or entirely outside the image (see :func:`check_boxes`), or the model's output on it
             is not finite.
         """
-        rgb = to_rgb_array(image, "image")
-        if boxes is None:
-            face_boxes, scores = self._detect(rgb)
-        else:
-            face_boxes = check_boxes(boxes, rgb.shape[1], rgb.shape[0])
-            scores = [None] * len(face_boxes)
+        return self.predict_many([image], None if boxes is None else [boxes])[0]
+
+    def predict_many(
+        self,
+        images: Sequence[ImageInput],
+        boxes: Sequence[Sequence[Sequence[float]] | None] | None = None,
+    ) -> list[list[Face]]:
+        """:meth:`predict` for several images at once: the faces of all of them go through
+        each pass together, as one stack of crops and one network call per ``batch_size``
+        faces (a folder of one-face photos pays the per-call cost once per batch, not once per
+        face). The results are those of :meth:`predict` on each image.
+
+        Args:
+            images: what :meth:`predict` takes, one per image.
+            boxes: None runs the detector on every image; else one entry per image, a list of
+                boxes or None (detect that one).
+
+        Returns:
+            One list of :class:`Face` per image, in order.
+
+        Raises:
+            ImageError / LandmarksError as :meth:`predict`, naming ``images[i]`` (and the box).
+        """
+        if boxes is not None and len(boxes) != len(images):
+            raise LandmarksError(
+                f"boxes: {len(boxes)} entries for {len(images)} images (one list, or None, per "
+                "image)"
+            )
+        single = len(images) == 1
+        sources: list[Image.Image] = []  # the image each face's crops are warped from
+        face_boxes: list[Box] = []
+        scores: list[float | None] = []
+        owners: list[int] = []
+        for index, image in enumerate(images):
+            rgb = to_rgb_array(image, "image" if single else f"images[{index}]")
+            given = None if boxes is None else boxes[index]
+            if given is None:
+                found, found_scores = self._detect(rgb)
+            else:
+                found = check_boxes(given, rgb.shape[1], rgb.shape[0])
+                found_scores = [None] * len(found)
+            if found:
+                pil = Image.fromarray(rgb)  # once per image: every pass warps from it
+                sources += [pil] * len(found)
+                face_boxes += found
+                scores += found_scores
+                owners += [index] * len(found)
+        faces: list[list[Face]] = [[] for _ in images]
         if not face_boxes:
-            return []
+            return faces
         anchors = [crop_from_detection(box, size=self.crop_size) for box in face_boxes]
-        pil = Image.fromarray(rgb)  # once: every pass warps from it
         with self._threads():
             crops = anchors
-            points, scale = self._predict_in_image(
-                pil, crops, flip=self.flip_test and not self.refine
+            points, scale = self._predict_in_images(
+                sources, crops, flip=self.flip_test and not self.refine
             )
             for i in range(self.refine):
                 last = self.flip_test and i == self.refine - 1
-                crops, points, scale = self._refine(pil, crops, anchors, points, scale, flip=last)
-        _check_predictions(points, scale, lambda i: f"box {list(face_boxes[i])}")
-        return [
-            Face(points[i], scale[i], face_boxes[i], scores[i], crops[i]) for i in range(len(crops))
-        ]
+                crops, points, scale = self._refine(
+                    sources, crops, anchors, points, scale, flip=last
+                )
+
+        def name(i: int) -> str:
+            return f"box {list(face_boxes[i])}" + ("" if single else f" of images[{owners[i]}]")
+
+        _check_predictions(points, scale, name)
+        for i, owner in enumerate(owners):
+            faces[owner].append(Face(points[i], scale[i], face_boxes[i], scores[i], crops[i]))
+        return faces
 
     def _detect(self, rgb: np.ndarray) -> tuple[list[Box], list[float | None]]:
         """The detector's boxes that can frame a face (see :func:`box_problem`), best first,
@@ -338,7 +391,7 @@ class Landmarker:
 
     def _refine(
         self,
-        image: Image.Image,
+        sources: list[Image.Image],
         crops: list[Crop],
         anchors: list[Crop],
         points: np.ndarray,
@@ -361,8 +414,8 @@ class Landmarker:
             if flip or new is not old
         ]
         if changed:
-            points[changed], scale[changed] = self._predict_in_image(
-                image, [refined[i] for i in changed], flip=flip
+            points[changed], scale[changed] = self._predict_in_images(
+                [sources[i] for i in changed], [refined[i] for i in changed], flip=flip
             )
         return refined, points, scale
 
@@ -418,22 +471,29 @@ class Landmarker:
             return self._onnx.predict(crops, batch_size=self.batch_size)
         return _torch_forward(self.model, crops, self.batch_size)
 
-    def _predict_in_image(
-        self, image: Image.Image, crops: list[Crop], flip: bool = False
+    def _predict_in_images(
+        self, sources: list[Image.Image], crops: list[Crop], flip: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Warp the crops from the RGB ``image`` and predict them (averaged with the mirrored
-        crops when ``flip``) ``batch_size`` at a time; points and scales in image pixels."""
+        """Warp each crop from its RGB source image and predict them (averaged with the
+        mirrored crops when ``flip``) ``batch_size`` at a time; points and scales in image
+        pixels."""
         parts = [
-            self._predict_warped(image, crops[start : start + self.batch_size], flip)
+            self._predict_warped(
+                sources[start : start + self.batch_size],
+                crops[start : start + self.batch_size],
+                flip,
+            )
             for start in range(0, len(crops), self.batch_size)
         ]
         return np.concatenate([p for p, _ in parts]), np.concatenate([s for _, s in parts])
 
     def _predict_warped(
-        self, image: Image.Image, crops: list[Crop], flip: bool
+        self, sources: list[Image.Image], crops: list[Crop], flip: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        """One batch of ``_predict_in_image``."""
-        stacked = np.stack([warp_crop(image, crop) for crop in crops]).transpose(0, 3, 1, 2)
+        """One batch of ``_predict_in_images``."""
+        stacked = np.stack(
+            [warp_crop(source, crop) for source, crop in zip(sources, crops, strict=True)]
+        ).transpose(0, 3, 1, 2)
         points, scale = self._predict_crops(np.ascontiguousarray(stacked), flip=flip)
         image_points = np.stack([c.to_image(p) for c, p in zip(crops, points, strict=True)])
         image_scale = np.stack([c.to_image_scale(s) for c, s in zip(crops, scale, strict=True)])
@@ -454,6 +514,13 @@ class Landmarker:
             yield
         finally:
             torch.set_num_threads(previous)
+
+
+def default_refine(config: RunConfig) -> int:
+    """5-point re-crop passes a model makes unless asked: none when it was trained on the
+    detector's crops (``config.data.crop == "detector"``: one pass from the box is what it
+    learned), else one (it learned the 5-point crops, which the first pass finds)."""
+    return 0 if config.data.crop == "detector" else 1
 
 
 def check_boxes(boxes: object, width: int, height: int) -> list[Box]:

@@ -187,7 +187,7 @@ def load_landmarker(
     spec: str,
     flip_test: bool | None = None,
     threads: int | None = None,
-    refine: bool | int = True,
+    refine: bool | int | None = None,
 ) -> Any:
     """``Landmarker.load``: a shipped name takes its own ``flip_test`` (None) from the index, a
     ``.pt``/``.safetensors`` file has it off unless asked."""
@@ -284,7 +284,7 @@ def run_landmarker_protocol(
     dlib: bool = False,
     dlib_predictor: str | Path | None = None,
     threshold: float = 0.08,
-    refine: bool | int = True,
+    refine: bool | int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """``evaluate --protocol landmarker``: load everything, run :func:`path_faces` and
@@ -293,8 +293,8 @@ def run_landmarker_protocol(
     ``split`` None is the dataset's test split (``common`` for 300W). ``progress(stage, done,
     total)`` (stage "detect" or "predict") is called after each face. Bad input raises
     LandmarksError (one line)."""
-    from laplace_landmarks.bench import cpu_name
     from laplace_landmarks.data.datasets import default_split
+    from laplace_landmarks.machine import cpu_name
 
     split = split or default_split(data, "test")
     predictor_path = find_dlib_predictor(dlib_predictor) if dlib else None

@@ -180,7 +180,7 @@ def summarize(
     overrides: dict | None = None,
 ) -> dict:
     """Read every run of the full grid (all shards), write OUT/summary.json and OUT/summary.md."""
-    from laplace_landmarks.bench import cpu_name
+    from laplace_landmarks.machine import cpu_name
 
     cells, verdicts = [], {}
     for width in widths:

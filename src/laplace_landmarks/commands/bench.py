@@ -7,6 +7,11 @@ detection included). ``--arch`` picks the generator: by default that of the defa
 model (``rcn-lite``, output stride 2; ``laplace-landmarks models`` lists them); ``rcn`` is the
 paper's. Widths without a shipped model run with random weights. See ``laplace_landmarks.bench``
 for details. The ONNX backends need ``pip install laplace-landmarks[onnx]``.
+
+``--vs-dlib`` instead times the shipped models against dlib's 68-point predictor on the same
+labelled photos and boxes, one thread, A/B alternating (``laplace_landmarks.speed``; the core
+install, no PyTorch, plus dlib's model file): ms per face over the whole ``predict`` path, ms per
+photo and frames/s with the HOG detector included, and the core install's site-packages size.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
-from laplace_landmarks.commands.arguments import plain
+from laplace_landmarks.commands.arguments import add_data_root, plain
 from laplace_landmarks.config import GENERATORS
 from laplace_landmarks.errors import LandmarksError
 
@@ -46,7 +51,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--image", type=Path, default=None, help="photo for frames/s (default: a bundled sample)"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument(
+        "--vs-dlib",
+        action="store_true",
+        help="time the shipped models against dlib's 68-point predictor on labelled photos "
+        "(per face, per photo with detection, frames/s, core install size)",
+    )
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=list(VS_DLIB_MODELS),
+        help=f"--vs-dlib: shipped names or model files (default: {' '.join(VS_DLIB_MODELS)})",
+    )
+    parser.add_argument(
+        "--data", default="300w", help="--vs-dlib: labelled dataset of the photos (default 300w)"
+    )
+    parser.add_argument(
+        "--split", help="--vs-dlib: its split (default: the test split, 300W's common)"
+    )
+    add_data_root(parser)
+    parser.add_argument(
+        "--faces",
+        type=int,
+        default=200,
+        help="--vs-dlib: time this many detected faces (default 200)",
+    )
+    parser.add_argument(
+        "--dlib-predictor",
+        help="--vs-dlib: dlib's shape_predictor_68_face_landmarks.dat (default: "
+        "face-recognition-models' copy, else /usr/share/dlib)",
+    )
     parser.set_defaults(func=run_bench_command)
+
+
+#: ``bench --vs-dlib``'s models: the shipped 300W models, fast to default.
+VS_DLIB_MODELS = ("rcn-lite", "rcn-lite-medium", "rcn-lite-accurate")
 
 
 def parse_widths(values: list[str]) -> list[float]:
@@ -71,6 +110,8 @@ def default_arch() -> str:
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
+    if args.vs_dlib:
+        return run_vs_dlib(args)
     from laplace_landmarks import bench
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -93,4 +134,22 @@ def run_bench_command(args: argparse.Namespace) -> int:
         print(json.dumps(bench.rows_to_json(rows, peak), indent=1))
     else:
         print(bench.format_table(rows, peak), end="")
+    return 0
+
+
+def run_vs_dlib(args: argparse.Namespace) -> int:
+    """``bench --vs-dlib``: the table (or JSON) of ``speed.compare_with_dlib``."""
+    from laplace_landmarks import speed
+
+    if args.faces < 1:
+        raise LandmarksError(f"--faces must be >= 1, got {args.faces}")
+    result = speed.compare_with_dlib(
+        args.models,
+        data=args.data,
+        split=args.split,
+        root=args.data_root,
+        faces=args.faces,
+        predictor=args.dlib_predictor,
+    )
+    print(json.dumps(result, indent=1) if args.json else speed.format_speed_table(result), end="")
     return 0

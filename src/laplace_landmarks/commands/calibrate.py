@@ -1,6 +1,8 @@
 """``laplace-landmarks calibrate``: fit the point offset and the scale factor of trained weights.
 
-Runs the model on the ground-truth 5-point crops of a training split, takes the mean residual
+Runs the model on the crops it was trained on (ground-truth 5-point crops, or the detector's
+crops for a one-pass model trained with ``--crop detector``; ``--crop`` overrides) of a training
+split, takes the mean residual
 (label - prediction) of each landmark as its ``point_offset`` (crop pixels), and prints the NME of
 the validation split before and after. Then, with that offset applied, it fits one
 ``scale_factor`` on the validation split: the factor on the predicted Laplace scales b that makes
@@ -45,6 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="do not fit the scale factor (keep the one in the file, 1 if it has none)",
     )
+    p.add_argument(
+        "--crop",
+        choices=("five-point", "detector"),
+        help="how faces are cut for fitting: ground-truth 5-point crops or the detector's crops "
+        "(default: the crops the model was trained on, its config's data.crop)",
+    )
     p.add_argument("--json", help="also write the numbers here")
     p.add_argument("--threads", type=thread_count, default=1, help="torch CPU threads")
     p.set_defaults(func=run_calibrate)
@@ -65,6 +73,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         root=args.data_root,
         threads=args.threads,
         fit_scale=not args.no_scale,
+        crop=args.crop,
     )
     print("| split | NME % before | NME % after |")
     print("|---|---|---|")

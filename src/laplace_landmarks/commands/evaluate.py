@@ -76,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=refine_passes,
         metavar="N",
         help="landmarker protocol: 5-point re-crop passes after the box crop (0: one pass from "
-        "the detector box; default: the model's own setting, 1)",
+        "the detector box; default: the model's own setting: 0 for a model trained on detector "
+        "crops, else 1)",
     )
     p.add_argument(
         "--dlib", action="store_true", help="landmarker protocol: score dlib's predictor too"
@@ -174,7 +175,7 @@ def _run_landmarker(args: argparse.Namespace) -> int:
         dlib=args.dlib or args.dlib_predictor is not None,
         dlib_predictor=args.dlib_predictor,
         threshold=args.threshold,
-        refine=True if args.refine is None else args.refine,
+        refine=args.refine,
         progress=progress,
     )
     print(format_path_report(result))

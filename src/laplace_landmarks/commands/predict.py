@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from laplace_landmarks.batches import IMAGE_ERRORS, ImageOutcome, predict_groups
 from laplace_landmarks.commands.arguments import MAX_THREADS, landmarker_from_args
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.outputs import (
@@ -137,7 +138,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="replace files an earlier run left in the output folder (default: refuse to start); "
         "with --manifest: start OUT/landmarks.jsonl afresh instead of resuming it",
     )
-    parser.add_argument("--no-refine", action="store_true", help="skip the 5-point re-crop")
+    parser.add_argument(
+        "--no-refine",
+        action="store_true",
+        help="skip the 5-point re-crop (one pass from the box; already the default of a "
+        "model trained on detector crops)",
+    )
     parser.add_argument(
         "--flip-test",
         action=argparse.BooleanOptionalAction,
@@ -216,9 +222,11 @@ def run_predict_images(args: argparse.Namespace) -> int:
     with _claim_outputs(args, inputs, file_out):
         landmarker = landmarker_from_args(args)
         results = [
-            r
-            for r in progress(inputs, "predict", "img")
-            if _predicted(landmarker, r, boxes, args, errors)
+            outcome.item
+            for outcome in predict_groups(
+                landmarker, progress(inputs, "predict", "img"), lambda r: _load(r, boxes)
+            )
+            if _recorded(outcome, args, errors)
         ]
         summary = RunSummary.of(
             (len(r.faces) for r in results), len(errors), time.perf_counter() - start
@@ -265,26 +273,31 @@ def _claim_outputs(
     return claim_out_folder(out, names, overwrite=args.overwrite)
 
 
-def _predicted(
-    landmarker: Any, result: ImageResult, boxes: dict | None, args: Any, errors: list[dict]
-) -> bool:
-    """Predict one input; on failure add it to ``errors``, say so and return False."""
+def _load(result: ImageResult, boxes: dict | None) -> tuple[np.ndarray, list | None]:
+    """One input's RGB array and its boxes from ``--boxes`` (None: detect)."""
+    from laplace_landmarks.data.images import load_image
+
+    return load_image(result.path), _boxes_for(boxes, result.path)
+
+
+def _recorded(outcome: ImageOutcome, args: Any, errors: list[dict]) -> bool:
+    """Record one predicted input (see ``_record``); on failure add it to ``errors``, say so and
+    return False."""
+    result = outcome.item
     try:
-        _predict_one(landmarker, result, boxes, args)
-    except (ValueError, OSError, MemoryError) as exc:
+        if outcome.error is not None:
+            raise outcome.error
+        _record(result, outcome.rgb, outcome.faces, args)
+    except IMAGE_ERRORS as exc:
         errors.append({"path": printable(result.path), "error": printable(str(exc))})
         say(f"skipped {printable(result.path)}: {printable(str(exc))}")
         return False
     return True
 
 
-def _predict_one(landmarker: Any, result: ImageResult, boxes: dict | None, args: Any) -> None:
-    """Predict one input into ``result``; write its ``.pts`` files and overlay if asked."""
-    from laplace_landmarks.data.images import load_image
-
+def _record(result: ImageResult, rgb: np.ndarray, faces: list[Any], args: Any) -> None:
+    """Put one input's faces into ``result``; write its ``.pts`` files and overlay if asked."""
     out = args.out or DEFAULT_OUT
-    rgb = load_image(result.path)
-    faces = landmarker.predict(rgb, boxes=_boxes_for(boxes, result.path))
     result.faces = faces
     result.poses = [face_pose(face, rgb.shape) for face in faces] if args.pose else None
     result.entry = {
