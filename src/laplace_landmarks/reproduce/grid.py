@@ -39,7 +39,7 @@ class GridOptions:
     shard: tuple[int, int] | None = None
     report_only: bool = False  # train nothing; score the finished runs and page what exists
     out: Path | None = None
-    results: Path = Path("docs/results.md")
+    results: Path = Path("docs/reproduction.md")
     seeds: int | None = None
     epochs: int | None = None
     threads: int | None = None
