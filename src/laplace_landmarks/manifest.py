@@ -253,20 +253,33 @@ def predict_record(landmarker: Any, item: ManifestItem) -> dict[str, Any]:
         >>> sorted(record)                                                         # doctest: +SKIP
         ['faces', 'height', 'path', 'width']
     """
+    return predict_records(landmarker, [item])[0]
+
+
+def predict_records(landmarker: Any, items: Sequence[ManifestItem]) -> list[dict[str, Any]]:
+    """:func:`predict_record` of every item, in order; the faces of a group of images go
+    through the network together (:func:`~laplace_landmarks.batches.predict_groups`)."""
+    from laplace_landmarks.batches import predict_groups
     from laplace_landmarks.data.images import load_image
 
-    try:
-        rgb = load_image(item.file)
-        faces = landmarker.predict(rgb, boxes=item.boxes)
-    except (ValueError, OSError, MemoryError) as exc:  # LandmarksError is a ValueError
-        return {"path": item.path, "error": str(exc)}
-    height, width = rgb.shape[:2]
-    return {
-        "path": item.path,
-        "width": int(width),
-        "height": int(height),
-        "faces": [face.to_dict() for face in faces],
-    }
+    records = []
+    for outcome in predict_groups(
+        landmarker, items, lambda item: (load_image(item.file), item.boxes)
+    ):
+        item = outcome.item
+        if outcome.error is not None or outcome.rgb is None:
+            records.append({"path": item.path, "error": str(outcome.error)})
+            continue
+        height, width = outcome.rgb.shape[:2]
+        records.append(
+            {
+                "path": item.path,
+                "width": int(width),
+                "height": int(height),
+                "faces": [face.to_dict() for face in outcome.faces],
+            }
+        )
+    return records
 
 
 def run_manifest(
@@ -314,7 +327,7 @@ def run_manifest(
         todo = [item for item in items if item.path not in done][:max_images]
         images = faces = errors = 0
         for chunk in _chunks(_progress(todo, progress), flush_every):
-            records = [predict_record(landmarker, item) for item in chunk]
+            records = predict_records(landmarker, chunk)
             _append(handle, records)
             images += len(records)
             faces += sum(len(record.get("faces", ())) for record in records)

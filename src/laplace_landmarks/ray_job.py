@@ -7,10 +7,11 @@ How it runs: the driver reads and validates the manifest (:func:`~laplace_landma
 read_manifest`; a bad row stops the job before anything starts), turns it into a Ray Dataset of
 one row per image (blocks of ``batch_size`` images), and maps it with ``map_batches`` over a
 fixed pool of ``workers`` actors (:class:`LandmarkActor`). Each actor takes one CPU and loads the
-model once, with one torch thread, so ``workers`` actors use ``workers`` cores without
-oversubscribing them; each batch is predicted image by image with
-:func:`~laplace_landmarks.manifest.predict_record`, exactly as ``Landmarker.predict``, and comes
-back as an Arrow table of :func:`record_schema`. The results are written as Parquet or JSON
+model once, with one thread, so ``workers`` actors use ``workers`` cores without
+oversubscribing them; each batch is predicted with
+:func:`~laplace_landmarks.manifest.predict_records` (the faces of a group of images go through
+the network together; the results are those of ``Landmarker.predict``) and comes back as an
+Arrow table of :func:`record_schema`. The results are written as Parquet or JSON
 (newline-delimited) shards into ``out_dir`` (``write_parquet`` / ``write_json``), one row per
 image: ``path`` (as written in the manifest), ``width``, ``height``, ``faces`` (``box``,
 ``score``, ``points``, ``scale``, in image pixels, (x, y), 0-based, pixel centres at integers)
@@ -54,7 +55,7 @@ from types import ModuleType
 from typing import Any
 
 from laplace_landmarks.errors import LandmarksError
-from laplace_landmarks.manifest import JobSummary, ManifestItem, predict_record, read_manifest
+from laplace_landmarks.manifest import JobSummary, ManifestItem, predict_records, read_manifest
 
 FORMATS = ("parquet", "json")
 INSTALL_HINT = 'pip install "laplace-landmarks[ray]"'
@@ -127,10 +128,8 @@ class LandmarkActor:
         import pyarrow as pa
 
         columns = (batch["path"], batch["file"], batch["boxes"])
-        records = [
-            predict_record(self.landmarker, row_item(path, file, boxes))
-            for path, file, boxes in zip(*columns, strict=True)
-        ]
+        items = [row_item(path, file, boxes) for path, file, boxes in zip(*columns, strict=True)]
+        records = predict_records(self.landmarker, items)
         return pa.Table.from_pylist(records, schema=self.schema)
 
 

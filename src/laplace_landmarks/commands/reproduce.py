@@ -52,9 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train nothing: write the page from the finished runs, marking the missing ones",
     )
     p.add_argument("--out", help="runs folder (default runs/reproduce or runs/reproduce-quick)")
-    p.add_argument(
-        "--results", default="docs/reproduction.md", help="markdown page to update"
-    )
+    p.add_argument("--results", default="docs/reproduction.md", help="markdown page to update")
     p.add_argument("--seeds", type=int, help="seeds per config (default 3; quick 1)")
     p.add_argument("--epochs", type=int, help="epochs per run (default 200; quick 3)")
     p.add_argument("--threads", type=thread_count, help="torch CPU threads for training")
