@@ -142,3 +142,26 @@ def test_crop_map_is_immutable_and_its_cached_inverse_is_exact():
     assert crop.inverse_matrix is crop.inverse_matrix
     reference = np.linalg.inv(np.vstack([crop.matrix, [0, 0, 1]]))[:2]
     np.testing.assert_allclose(crop.inverse_matrix, reference, atol=1e-12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    width=st.integers(8, 90),
+    height=st.integers(8, 90),
+    cx=st.floats(-60, 150),
+    cy=st.floats(-60, 150),
+    half_side=st.floats(2, 200),
+    size=st.sampled_from([16, 80]),
+    seed=st.integers(0, 2**16),
+)
+def test_warp_from_an_array_equals_warp_from_its_pil_image(
+    width, height, cx, cy, half_side, size, seed
+):
+    """An array is warped by copying only the region the crop needs (no whole-image copy); the
+    pixels are exactly those of the PIL path, crops partly or wholly outside the image included."""
+    from PIL import Image
+
+    image = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    crop = Crop.from_square((cx, cy), half_side, size)
+    expected = warp_crop(Image.fromarray(image), crop)
+    np.testing.assert_array_equal(warp_crop(image, crop), expected)

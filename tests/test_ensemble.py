@@ -78,7 +78,7 @@ def test_member_mismatch_is_refused():
 
 def test_cli_joins_shipped_models_into_a_file_every_path_loads(tmp_path, capsys):
     out = tmp_path / "ens.safetensors"
-    assert main(["ensemble", "rcn-lite", "rcn-lite-medium", "--out", str(out)]) == 0
+    assert main(["ensemble", "rcn-lite-ytf68", "rcn-lite-medium", "--out", str(out)]) == 0
     assert "2 members" in capsys.readouterr().out
     model, config, metadata = load_generator(out)
     assert isinstance(model, EnsembleGenerator) and len(model.members) == 2
@@ -87,7 +87,9 @@ def test_cli_joins_shipped_models_into_a_file_every_path_loads(tmp_path, capsys)
     crops = sample_crops(80, YTF68_SLICE)[:4]
     landmarker = Landmarker.from_checkpoint(out, threads=1)
     points, scale = landmarker.predict_batch(crops)
-    fast, medium = (Landmarker.pretrained(n, threads=1) for n in ("rcn-lite", "rcn-lite-medium"))
+    fast, medium = (
+        Landmarker.pretrained(n, threads=1) for n in ("rcn-lite-ytf68", "rcn-lite-medium")
+    )
     np.testing.assert_allclose(
         points, (fast.predict_batch(crops)[0] + medium.predict_batch(crops)[0]) / 2, atol=1e-3
     )
@@ -96,13 +98,22 @@ def test_cli_joins_shipped_models_into_a_file_every_path_loads(tmp_path, capsys)
     assert faces and np.isfinite(faces[0].points).all() and (faces[0].scale > 0).all()
 
 
+def test_members_trained_on_other_crops_are_refused(tmp_path, capsys):
+    # rcn-lite learned the detector's crops (one pass); rcn-lite-medium the 5-point crops
+    code = main(
+        ["ensemble", "rcn-lite", "rcn-lite-medium", "--out", str(tmp_path / "e.safetensors")]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "trained on different crops" in err and "Traceback" not in err
+
+
 def test_calibrate_and_onnx_export_keep_the_ensemble(tmp_path, monkeypatch):
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("LAPLACE_LANDMARKS_CACHE", str(tmp_path / "cache"))
     from laplace_landmarks.export import export_onnx, verify_onnx
 
     out = tmp_path / "ens.safetensors"
-    members = [str(pretrained_path("rcn-lite")), "rcn-lite-medium"]
+    members = [str(pretrained_path("rcn-lite-ytf68")), "rcn-lite-medium"]
     assert main(["ensemble", *members, "--out", str(out)]) == 0
     calibrated = tmp_path / "ens-cal.safetensors"
     args = ["calibrate", "--checkpoint", str(out), "--out", str(calibrated), "--data-root",

@@ -65,7 +65,8 @@ def test_registry_lists_the_shipped_models_with_one_default():
     current = ["rcn-lite", "rcn-lite-medium", "rcn-lite-accurate", "rcn-fast"]
     ytf68 = [f"{name}-ytf68" for name in [*current, "rcn-accurate"]]
     assert [m["name"] for m in models] == [*current, *ytf68]
-    assert [m["width"] for m in models] == [0.125, 0.25, 0.5, 0.125] * 2 + [0.25]
+    # the fast rcn-lite is a width-1/4 network run in one pass; its ytf68 parent is width 1/8
+    assert [m["width"] for m in models] == [0.25, 0.25, 0.5, 0.125, 0.125, 0.25, 0.5, 0.125, 0.25]
     archs = [m.get("arch", "rcn") for m in models]
     assert archs == ["rcn-lite", "rcn-lite", "rcn-lite", "rcn"] * 2 + ["rcn"]
     assert [m["name"] for m in models if m["default"]] == ["rcn-lite-accurate"]

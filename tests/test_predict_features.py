@@ -155,7 +155,11 @@ def test_image_and_video_overlays_share_one_drawing(clip):
 
     assert predict.draw_faces is predict_video.draw_faces is outputs.draw_faces
     frames = [frame.image for frame in read_frames(clip)][:4]
-    results = track_video(Landmarker.pretrained("rcn-lite", threads=1), frames, smooth=True)
+    # rcn-lite-medium: the one-pass rcn-lite re-detects this small, growing face at frame 3 (its
+    # first-frame shape from the HOG box is smaller, so the size-drift rule trips), and this test
+    # wants a tracked face there
+    landmarker = Landmarker.pretrained("rcn-lite-medium", threads=1)
+    results = track_video(landmarker, frames, smooth=True)
     image, result = frames[3], results[3]
     assert result.faces and not result.faces[0].detected  # a tracked, smoothed face
     drawn = predict_video.overlay(image, result)

@@ -197,17 +197,17 @@ def test_init_from_a_shipped_model_fine_tunes_its_network(tmp_path):
     from laplace_landmarks.weights import pretrained_path
 
     run = tmp_path / "run"
-    args = train_args(run, tmp_path / "cache", "improved-lite", "--init-from", "rcn-lite")
+    args = train_args(run, tmp_path / "cache", "improved-lite", "--init-from", "rcn-lite-ytf68")
     args = [a for a in args if a not in ("--width", "0.0625")]
     args += ["--epochs", "1", "--lr", "1e-12"]
     args += ["--unlabeled", str(UNLABELED_SLICE / "ytf"), "--num-unlabeled", "8"]
     assert main(args) == 0
-    shipped, shipped_config, _ = load_generator(pretrained_path("rcn-lite"))
+    shipped, shipped_config, _ = load_generator(pretrained_path("rcn-lite-ytf68"))
     trained = load(run)
     config = RunConfig.from_dict(trained["config"])
     assert config.model.width == shipped_config.model.width == 0.125
     assert config.model.depth == shipped_config.model.depth == 2
-    assert config.train.init_from == "rcn-lite"
+    assert config.train.init_from == "rcn-lite-ytf68"
     for key, value in shipped.state_dict().items():
         if key == "point_offset":
             assert (

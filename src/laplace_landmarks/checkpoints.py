@@ -197,10 +197,17 @@ def check_predictions(model: torch.nn.Module, config: RunConfig, path: str | Pat
 
 
 def _check_members(config: RunConfig, members: list[RunConfig], where: str) -> None:
-    """Ensemble members must crop faces at the file's size and predict its landmark count."""
+    """Ensemble members must crop faces at the file's size, the same way (``data.crop``), and
+    predict its landmark count."""
     sizes = sorted({member.data.size for member in members} | {config.data.size})
     if len(sizes) > 1:
         raise LandmarksError(f"{where}: the members crop faces at different sizes {sizes}")
+    crops = sorted({member.data.crop for member in members} | {config.data.crop})
+    if len(crops) > 1:
+        raise LandmarksError(
+            f"{where}: the members were trained on different crops {crops} (one pass from the "
+            "detector's box against the 5-point re-crop); join models of one kind"
+        )
     counts = sorted({m.model.num_landmarks for m in members} | {config.model.num_landmarks})
     if len(counts) > 1:
         raise LandmarksError(f"{where}: the members predict different landmark counts {counts}")

@@ -342,7 +342,7 @@ class Landmarker:
                 "image)"
             )
         single = len(images) == 1
-        sources: list[Image.Image] = []  # the image each face's crops are warped from
+        sources: list[np.ndarray] = []  # the image each face's crops are warped from
         face_boxes: list[Box] = []
         scores: list[float | None] = []
         owners: list[int] = []
@@ -355,8 +355,7 @@ class Landmarker:
                 found = check_boxes(given, rgb.shape[1], rgb.shape[0])
                 found_scores = [None] * len(found)
             if found:
-                pil = Image.fromarray(rgb)  # once per image: every pass warps from it
-                sources += [pil] * len(found)
+                sources += [rgb] * len(found)  # each warp copies only the region it needs
                 face_boxes += found
                 scores += found_scores
                 owners += [index] * len(found)
@@ -391,7 +390,7 @@ class Landmarker:
 
     def _refine(
         self,
-        sources: list[Image.Image],
+        sources: list[np.ndarray],
         crops: list[Crop],
         anchors: list[Crop],
         points: np.ndarray,
@@ -472,7 +471,7 @@ class Landmarker:
         return _torch_forward(self.model, crops, self.batch_size)
 
     def _predict_in_images(
-        self, sources: list[Image.Image], crops: list[Crop], flip: bool = False
+        self, sources: list[np.ndarray], crops: list[Crop], flip: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
         """Warp each crop from its RGB source image and predict them (averaged with the
         mirrored crops when ``flip``) ``batch_size`` at a time; points and scales in image
@@ -488,7 +487,7 @@ class Landmarker:
         return np.concatenate([p for p, _ in parts]), np.concatenate([s for _, s in parts])
 
     def _predict_warped(
-        self, sources: list[Image.Image], crops: list[Crop], flip: bool
+        self, sources: list[np.ndarray], crops: list[Crop], flip: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         """One batch of ``_predict_in_images``."""
         stacked = np.stack(

@@ -215,7 +215,9 @@ def _blocks_on_image(origin: int, end: int, factor: int, length: int) -> tuple[i
     return first, max(first, stop)
 
 
-def _prereduce(image: Image.Image, crop: Crop) -> tuple[Image.Image, np.ndarray] | None:
+def _prereduce(
+    image: Image.Image | np.ndarray, crop: Crop
+) -> tuple[Image.Image, np.ndarray] | None:
     """Cut the region the crop needs and box-filter it by an integer factor (anti-aliasing).
 
     The block grid starts one block before the crop's box and ends one block after it. Only the
@@ -227,17 +229,18 @@ def _prereduce(image: Image.Image, crop: Crop) -> tuple[Image.Image, np.ndarray]
     Returns the smaller image and the (2, 3) matrix from its coordinates to crop coordinates,
     or None when the crop does not overlap the image (the crop is all zeros).
     """
-    factor = _reduce_factor(crop, image.size)
+    size = (image.shape[1], image.shape[0]) if isinstance(image, np.ndarray) else image.size
+    factor = _reduce_factor(crop, size)
     x0, y0, x1, y1 = crop.box
     left, top = int(np.floor(x0)) - factor, int(np.floor(y0)) - factor
     right, bottom = int(np.ceil(x1)) + factor, int(np.ceil(y1)) + factor
-    first_x, stop_x = _blocks_on_image(left, right, factor, image.width)
-    first_y, stop_y = _blocks_on_image(top, bottom, factor, image.height)
+    first_x, stop_x = _blocks_on_image(left, right, factor, size[0])
+    first_y, stop_y = _blocks_on_image(top, bottom, factor, size[1])
     if first_x == stop_x or first_y == stop_y:
         return None
     cut_left, cut_top = left + first_x * factor, top + first_y * factor
     cut = (cut_left, cut_top, left + stop_x * factor, top + stop_y * factor)
-    region = image.crop(cut)  # zero outside the image
+    region = _cut(image, cut)  # zero outside the image
     if factor > 1:
         region = region.reduce(factor)
     region = ImageOps.expand(region, border=1, fill=0)
@@ -248,6 +251,22 @@ def _prereduce(image: Image.Image, crop: Crop) -> tuple[Image.Image, np.ndarray]
     matrix = crop.matrix[:, :2] @ to_region[:, :2]
     offset = crop.matrix[:, :2] @ to_region[:, 2] + crop.matrix[:, 2]
     return region, np.concatenate([matrix, offset[:, None]], axis=1)
+
+
+def _cut(image: Image.Image | np.ndarray, box: tuple[int, int, int, int]) -> Image.Image:
+    """``image.crop(box)`` (zeros outside the image) as a PIL image; from an array only the box
+    is copied, not the whole image."""
+    if not isinstance(image, np.ndarray):
+        return image.crop(box)
+    left, top, right, bottom = box
+    height, width = image.shape[:2]
+    inside = image[max(top, 0) : min(bottom, height), max(left, 0) : min(right, width)]
+    if inside.shape[:2] == (bottom - top, right - left):
+        return Image.fromarray(np.ascontiguousarray(inside))
+    region = np.zeros((bottom - top, right - left, 3), np.uint8)
+    y, x = max(top, 0) - top, max(left, 0) - left
+    region[y : y + inside.shape[0], x : x + inside.shape[1]] = inside
+    return Image.fromarray(region)
 
 
 def warp_crop(image: np.ndarray | Image.Image, crop: Crop, antialias: bool = True) -> np.ndarray:
@@ -263,8 +282,9 @@ def warp_crop(image: np.ndarray | Image.Image, crop: Crop, antialias: bool = Tru
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(f"image must be HxWx3 uint8, got {image.shape} {image.dtype}")
-        image = Image.fromarray(image)
-    if image.mode != "RGB":
+        if not antialias:
+            image = Image.fromarray(image)
+    elif image.mode != "RGB":
         raise ValueError(f"image must be RGB, got mode {image.mode}")
     if not antialias:
         source, matrix = image, crop.matrix
