@@ -275,3 +275,23 @@ def test_the_real_entry_point_runs(tmp_path):
     document = json.loads(result.stdout)
     check_schema(document)
     assert len(document["images"][0]["faces"]) >= 1
+
+
+def test_refine_passes_follow_the_model_unless_asked(capsys):
+    from laplace_landmarks.cli import build_parser
+    from laplace_landmarks.commands.arguments import landmarker_from_args
+
+    def refine(*extra):
+        args = build_parser().parse_args(["predict", str(EMMY), *extra])
+        return landmarker_from_args(args).refine
+
+    # rcn-lite learned the detector's crops: one pass; the 5-point models re-crop once
+    assert refine("--model", "rcn-lite") == 0
+    assert refine("--model", "rcn-lite-medium") == 1
+    assert refine("--model", "rcn-lite", "--refine", "1") == 1
+    assert refine("--model", "rcn-lite-medium", "--no-refine") == 0
+    with pytest.raises(SystemExit) as stopped:  # argparse: one usage line, exit 2
+        main(["predict", str(EMMY), "--refine", "1", "--no-refine"])
+    assert stopped.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    code, out, _ = run(capsys, EMMY, "--model", "rcn-lite", "--refine", "2")
+    assert code == 0 and len(json.loads(out)["images"][0]["faces"]) == 1

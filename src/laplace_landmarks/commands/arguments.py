@@ -56,7 +56,7 @@ def landmarker_from_args(args: argparse.Namespace) -> Any:
 
     return Landmarker.load(
         args.model,
-        refine=0 if args.no_refine else None,
+        refine=0 if args.no_refine else args.refine,
         threads=args.threads,
         backend=args.backend,
         flip_test=args.flip_test,

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from laplace_landmarks.batches import IMAGE_ERRORS, ImageOutcome, predict_groups
-from laplace_landmarks.commands.arguments import MAX_THREADS, landmarker_from_args
+from laplace_landmarks.commands.arguments import MAX_THREADS, landmarker_from_args, refine_passes
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.outputs import (
     DEFAULT_OUT,
@@ -138,11 +138,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="replace files an earlier run left in the output folder (default: refuse to start); "
         "with --manifest: start OUT/landmarks.jsonl afresh instead of resuming it",
     )
-    parser.add_argument(
+    refine = parser.add_mutually_exclusive_group()
+    refine.add_argument(
+        "--refine",
+        type=refine_passes,
+        metavar="N",
+        help="5-point re-crop passes after the box crop (default: the model's own: 0 for "
+        "rcn-lite, which learned the HOG detector's boxes, 1 for the others); use 1 with "
+        "rcn-lite and boxes from another detector or drawn by hand",
+    )
+    refine.add_argument(
         "--no-refine",
         action="store_true",
-        help="skip the 5-point re-crop (one pass from the box; already the default of a "
-        "model trained on detector crops)",
+        help="skip the 5-point re-crop, one pass from the box (the same as --refine 0)",
     )
     parser.add_argument(
         "--flip-test",
