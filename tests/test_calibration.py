@@ -96,3 +96,29 @@ def test_onnx_export_carries_the_offset(tmp_path):
     crops = torch.randint(0, 256, (3, 3, 80, 80), dtype=torch.uint8)
     result = verify_onnx(export_onnx(model, tmp_path / "m.onnx"), model, crops)
     assert result["max_abs_points"] < 1e-4
+
+
+def test_calibrate_fits_on_the_crops_the_model_was_trained_on(tmp_path, monkeypatch, capsys):
+    """rcn-lite learned the detector's crops (one pass): calibrate fits it on those by default;
+    --crop five-point fits it on 5-point crops instead, which give another offset."""
+    from pathlib import Path
+
+    from laplace_landmarks.cli import main
+
+    monkeypatch.setenv("LAPLACE_LANDMARKS_CACHE", str(tmp_path / "cache"))
+    root = Path(__file__).parent / "data" / "300w_slice"
+    offsets = {}
+    for crop in (None, "five-point"):
+        name = crop or "own"
+        out, report = tmp_path / f"{name}.safetensors", tmp_path / f"{name}.json"
+        args = ["calibrate", "--checkpoint", "rcn-lite", "--data", "300w", "--data-root", str(root)]
+        args += ["--out", str(out), "--json", str(report)] + (["--crop", crop] if crop else [])
+        assert main(args) == 0
+        result = json.loads(report.read_text())
+        assert result["crop"] == (crop or "detector")
+        offsets[name] = torch.tensor(result["mean_offset_px"])
+        _, config, metadata = load_generator(out)
+        assert config.data.crop == "detector"  # the model's own crops are unchanged
+        assert f"{result['crop']} crops" in metadata["point_offset"]
+    assert not torch.allclose(offsets["own"], offsets["five-point"], atol=1e-4)
+    capsys.readouterr()
