@@ -24,7 +24,8 @@ DEFAULT_SIZE = 80
 
 def _det2(m: np.ndarray) -> float:
     """Determinant of the 2x2 block ``m[:, :2]`` (closed form: np.linalg is slow at this size)."""
-    return float(m[0, 0] * m[1, 1] - m[0, 1] * m[1, 0])
+    a, b, c, d = (float(v) for v in (m[0, 0], m[0, 1], m[1, 0], m[1, 1]))
+    return a * d - b * c  # Python floats: a huge matrix gives inf, not a numpy warning
 
 
 def _inverse_affine(m: np.ndarray) -> np.ndarray:
