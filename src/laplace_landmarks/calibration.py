@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from laplace_landmarks.errors import LandmarksError
+from laplace_landmarks.run_config import CHOICES
 
 
 @torch.inference_mode()
@@ -205,8 +206,9 @@ def calibrate_weights(
         raise LandmarksError("out: must differ from the checkpoint (it is never overwritten)")
     model, config, metadata = load_generator(path)
     crop = crop or config.data.crop
-    if crop not in ("five-point", "detector"):
-        raise LandmarksError(f"crop: must be 'five-point' or 'detector', got {crop!r}")
+    if crop not in CHOICES["data.crop"]:
+        choices = " or ".join(repr(c) for c in CHOICES["data.crop"])
+        raise LandmarksError(f"crop: must be {choices}, got {crop!r}")
     cache_root = Path(cache_dir or default_cache_dir())
     caches = {
         split: load_split(config, dataset, split, root, crop, cache_root)[1]

@@ -127,7 +127,7 @@ class Landmarker:
             one such pass, False none, an int ``n`` runs ``n`` passes (each from the last).
             None: the model's own (:func:`default_refine`): none for a model trained on the
             detector's crops (``config.data.crop == "detector"``, one pass from the box), else
-            one; a shipped model's index entry may say otherwise.
+            one.
         flip_test: also predict on the mirrored crops and average, with the mirror permutation
             of ``config.model.num_landmarks`` points. In ``predict`` only the final pass is
             mirrored (with one refinement pass: 1.5x the network time): mirroring the first
@@ -227,8 +227,6 @@ class Landmarker:
         entry = pretrained_entry(name)
         if kwargs.get("flip_test") is None:
             kwargs["flip_test"] = bool(entry.get("flip_test", False))
-        if kwargs.get("refine") is None and "refine" in entry:
-            kwargs["refine"] = int(entry["refine"])
         shipped_onnx = entry["onnx"]
         backend = kwargs.pop("backend", None) or ("onnx" if shipped_onnx else "torch")
         if backend == "onnx" and shipped_onnx and kwargs.get("onnx_path") is None:

@@ -197,7 +197,7 @@ def core_install_bytes(package: str = "laplace-landmarks") -> int:
                 if path.is_file():
                     total += path.stat().st_size
         for requirement in dist.requires or []:
-            if "extra ==" in requirement.replace(" ", "").replace("==", " == "):
+            if re.search(r"\bextra\s*==", requirement):
                 continue
             todo.append(re.split(r"[\s;<>=!~\[(]", requirement.strip(), maxsplit=1)[0])
     return total

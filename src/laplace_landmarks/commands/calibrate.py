@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 
 from laplace_landmarks.commands.arguments import add_data_root, plain, thread_count
+from laplace_landmarks.run_config import CHOICES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--crop",
-        choices=("five-point", "detector"),
+        choices=CHOICES["data.crop"],
         help="how faces are cut for fitting: ground-truth 5-point crops or the detector's crops "
         "(default: the crops the model was trained on, its config's data.crop)",
     )
