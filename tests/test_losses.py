@@ -18,6 +18,7 @@ from laplace_landmarks.losses import (
     gaussian_kl,
     gaussian_kl_loss,
     generator_adversarial_loss,
+    junk_loss,
     laplace_kl,
     laplace_kl_loss,
     softargmax_loss,
@@ -202,3 +203,35 @@ def test_bad_input_raises_value_error_naming_the_argument(call, name):
     logits, target = _logits_and_target()
     with pytest.raises(ValueError, match=name):
         call(logits.detach(), target)
+
+
+def test_junk_loss_is_the_kl_from_uniform_and_widens_the_scale():
+    flat = torch.zeros(2, 3, 8, 8)
+    assert abs(junk_loss(flat).item()) < 1e-5
+    one_hot = torch.full((1, 1, 8, 8), -1e4)
+    one_hot[0, 0, 3, 4] = 0.0
+    # KL(uniform || one-hot-ish) grows with the logit gap; check the closed form on a small case
+    logits = torch.randn(2, 3, 4, 5, dtype=D)
+    p = torch.softmax(logits.flatten(2), -1)
+    expected = (-(p.log()).mean(-1) - math.log(20)).mean()
+    assert torch.allclose(junk_loss(logits), expected, atol=1e-12)
+    assert torch.allclose(junk_loss(2 * logits, temperature=2.0), expected, atol=1e-12)
+    assert junk_loss(one_hot).item() > 1000
+    # gradient steps on the junk term spread a peaked heatmap (its scale grows)
+    peaked = render_laplace(torch.tensor([[[4.0, 3.0]]]), 0.5, (8, 8)).log().requires_grad_()
+    start = p_scale(peaked.detach())
+    optimizer = torch.optim.SGD([peaked], lr=1.0)
+    for _ in range(20):
+        optimizer.zero_grad()
+        junk_loss(peaked).backward()
+        optimizer.step()
+    assert p_scale(peaked.detach()) > 2 * start
+
+
+def p_scale(logits: torch.Tensor) -> float:
+    """Mean absolute deviation of the heatmap along x (heatmap pixels)."""
+    p = torch.softmax(logits.flatten(2), -1).reshape(logits.shape)[0, 0]
+    xs = torch.arange(p.shape[-1], dtype=p.dtype)
+    px = p.sum(0)
+    mean = (px * xs).sum()
+    return float((px * (xs - mean).abs()).sum())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -74,3 +75,55 @@ def test_central_detection_takes_the_face_nearest_the_centre():
     faces = [D((0, 0, 10, 10)), D((40, 40, 60, 60)), D((80, 80, 100, 100))]
     assert central_detection(faces, 100, 100) is faces[1]
     assert central_detection([], 100, 100) is None
+
+
+def test_a_listed_second_folder_is_added_keeping_each_person_on_one_side(tmp_path, capsys):
+    """--only labels the listed images only; --add-as adds them to an existing dataset, where a
+    person already labelled keeps their split (here: the YTF frames of LFW's people)."""
+    _predictor_or_skip()
+    out = tmp_path / "labels"
+    listing = tmp_path / "lfw.csv"  # paths relative to the list's folder, with a header
+    lfw = sorted((UNLABELED_SLICE / "lfw").rglob("*.jpg"))
+    listing.write_text(
+        "image,x0\n" + "".join(f"{os.path.relpath(p, tmp_path)},1\n" for p in lfw[:3])
+    )
+    args = ["data", "pseudo-label", str(UNLABELED_SLICE / "lfw"), "--out", str(out)]
+    assert main([*args, "--only", str(listing), "--val-fraction", "0.34"]) == 0
+    first = json.loads((out / "labels.json").read_text())
+    assert sum(first["counts"].values()) == 3 and first["only"] == str(listing)
+    # the second folder: the same people under other folders (renamed copies of the YTF frames)
+    second = tmp_path / "second"
+    for frame, person in zip(sorted((UNLABELED_SLICE / "ytf").rglob("*.jpg")), lfw, strict=False):
+        (second / person.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(frame, second / person.parent.name / frame.name)
+    assert main(["data", "pseudo-label", str(second), "--out", str(out), "--add-as", "more"]) == 0
+    assert "labelled" in capsys.readouterr().out
+    summary = json.loads((out / "labels.json").read_text())
+    added = summary["added"][0]
+    assert added["as"] == "more" and sum(added["counts"].values()) == 4
+    assert summary["counts"] == {
+        k: first["counts"][k] + added["counts"][k] for k in added["counts"]
+    }
+    sides: dict[str, set[str]] = {}
+    for split in ("train", "val"):
+        for sample in load_dataset("folder", split, out):
+            sides.setdefault(sample.identity.rsplit("/", 1)[-1], set()).add(split)
+    assert all(len(s) == 1 for s in sides.values()) and len(sides) == 4
+    assert (out / "train" / "more").is_dir() or (out / "val" / "more").is_dir()
+    # bad input: one clean line each, nothing written
+    for extra, message in [
+        (["--add-as", "more"], "already holds a part"),
+        (["--add-as", "a/b"], "plain folder name"),
+        ([], "already holds labels"),
+    ]:
+        assert main(["data", "pseudo-label", str(second), "--out", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    elsewhere = ["data", "pseudo-label", str(second), "--out", str(tmp_path / "new")]
+    assert main([*elsewhere, "--add-as", "x"]) == 2
+    assert "holds no labels" in capsys.readouterr().err
+    assert main([*elsewhere, "--only", str(tmp_path / "none.csv")]) == 2
+    assert "image list" in capsys.readouterr().err
+    listing.write_text("image\nnot/there.jpg\n")
+    assert main([*elsewhere, "--only", str(listing)]) == 2
+    assert "names none of the images" in capsys.readouterr().err

@@ -24,12 +24,14 @@ from laplace_landmarks.config import RunConfig
 from laplace_landmarks.training import Trainer
 
 TIMING_COLUMNS = {"seconds", "images_per_s"}
-# A cheap adversarial recipe: the paper's LaplaceKL+D with a narrow D and few unlabelled faces.
+# A cheap adversarial recipe: the paper's LaplaceKL+D with a narrow D and few unlabelled faces,
+# plus the junk term (faceless crops drawn each batch), so resume covers its random draws too.
 ADVERSARIAL_TOML = """
 [model]
 width = 0.0625
 [loss]
 kind = "laplacekl"
+junk_weight = 0.05
 [adversarial]
 enabled = true
 base_width = 8
@@ -217,6 +219,32 @@ def test_init_from_a_shipped_model_fine_tunes_its_network(tmp_path):
             assert float(trained["model"][key]) == 1.0
         elif value.is_floating_point():  # lr 1e-12: one epoch moves no weight measurably
             torch.testing.assert_close(trained["model"][key], value, rtol=0, atol=1e-6)
+
+
+def test_init_from_with_a_larger_depth_grows_the_network_by_identity_blocks(tmp_path):
+    """--depth above the source's with --zero-init-residual: the source's weights load, the new
+    residual convs start at zero, so the grown network computes what the source did."""
+    from laplace_landmarks.checkpoints import load_generator
+    from laplace_landmarks.weights import pretrained_path
+
+    run = tmp_path / "run"
+    args = train_args(run, tmp_path / "cache", "paper-laplacekl", "--init-from", "rcn-lite-ytf68")
+    args = [a for a in args if a not in ("--width", "0.0625")]
+    args += ["--depth", "3", "--zero-init-residual", "--epochs", "1", "--lr", "1e-12"]
+    assert main(args) == 0
+    grown, config, _ = load_generator(run / "best.safetensors")
+    shipped, shipped_config, _ = load_generator(pretrained_path("rcn-lite-ytf68"))
+    assert (config.model.depth, shipped_config.model.depth) == (3, 2)
+    new = [k for k in grown.state_dict() if k not in shipped.state_dict()]
+    assert new and all(k.startswith("extra_") and ".2." in k for k in new)
+    images = torch.rand(2, 3, 80, 80) * 2 - 1
+    with torch.no_grad():
+        # lr 1e-12 for one epoch: the weights (old and new) move by far less than 1e-6
+        torch.testing.assert_close(grown.eval()(images), shipped.eval()(images), rtol=0, atol=1e-4)
+    # without --zero-init-residual the depth must match the weights (a clean error, below)
+    bad = [a for a in args if a != "--zero-init-residual"]
+    bad[bad.index("--out") + 1] = str(tmp_path / "bad")
+    assert main(bad) == 2
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import torch
 from laplace_landmarks.data.markups import MIRROR_PERMUTATIONS
 from laplace_landmarks.data.transforms import (
     color_jitter,
+    faceless_images,
     hflip,
     random_similarity,
     similarity_matrices,
@@ -104,3 +105,35 @@ def test_color_jitter_changes_contrast_and_brightness_within_range():
     out = color_jitter(images, torch.Generator().manual_seed(0), brightness=0.2, contrast=0.3)
     ratio = out.mean(dim=(1, 2, 3)) / images.mean(dim=(1, 2, 3))
     assert ratio.min() >= 0.8 - 1e-5 and ratio.max() <= 1.2 + 1e-5 and ratio.std() > 0.05
+
+
+def test_faceless_images_are_seeded_and_keep_the_faces_pixels_only_in_tiles():
+    faces = torch.randint(0, 256, (3, 3, 80, 80), generator=torch.Generator().manual_seed(5)).to(
+        torch.uint8
+    )
+    a = faceless_images(faces, 24, torch.Generator().manual_seed(0))
+    b = faceless_images(faces, 24, torch.Generator().manual_seed(0))
+    assert a.shape == (24, 3, 80, 80) and a.dtype == torch.uint8 and torch.equal(a, b)
+    assert not torch.equal(a, faceless_images(faces, 24, torch.Generator().manual_seed(1)))
+    # every 20x20 tile of a "tiles" image is a (possibly mirrored) tile of one of the faces
+    face_tiles = {
+        t.flip(-1).numpy().tobytes() if flip else t.numpy().tobytes()
+        for f in faces
+        for r in range(4)
+        for c in range(4)
+        for t in [f[:, 20 * r : 20 * r + 20, 20 * c : 20 * c + 20]]
+        for flip in (False, True)
+    }
+    kinds = {"tiles": 0, "other": 0}
+    for image in a:
+        tiles = [
+            image[:, 20 * r : 20 * r + 20, 20 * c : 20 * c + 20] for r in range(4) for c in range(4)
+        ]
+        from_faces = sum(t.numpy().tobytes() in face_tiles for t in tiles)
+        assert from_faces in (0, 16)  # a whole scrambled face, or noise / blobs
+        kinds["tiles" if from_faces else "other"] += 1
+        if from_faces:  # a scrambled face is not the face itself
+            assert not any(torch.equal(image, f) for f in faces)
+    assert kinds["tiles"] > 0 and kinds["other"] > 0
+    with pytest.raises(ValueError, match="divisible by 4"):
+        faceless_images(faces[:, :, :78, :78], 2, torch.Generator())

@@ -30,10 +30,16 @@ def init_model_config(config_dict: dict[str, Any], init_from: str) -> dict[str, 
     """``config_dict`` with its ``model`` section taken from ``init_from``'s weights.
 
     Fine-tuning starts from another run's network, so its architecture comes from there;
-    dropout stays the recipe's (it is a training choice, not a shape)."""
+    dropout stays the recipe's (it is a training choice, not a shape). One change is allowed: a
+    larger ``depth`` with ``zero_init_residual`` grows the network by residual convs that start
+    at zero (identity blocks), so the grown network computes what the source did."""
     _, init_config = _init_source(init_from)
     model = {**init_config.to_dict()["model"]}
-    model["dropout"] = config_dict.get("model", {}).get("dropout", model["dropout"])
+    asked = config_dict.get("model", {})
+    model["dropout"] = asked.get("dropout", model["dropout"])
+    if asked.get("zero_init_residual") and asked.get("depth", 0) > model["depth"]:
+        # growing: the extra residual convs start at zero, so the network is unchanged at first
+        model.update(depth=asked["depth"], zero_init_residual=True)
     return {**config_dict, "model": model}
 
 
@@ -49,6 +55,9 @@ def load_init_weights(model: torch.nn.Module, init_from: str) -> None:
     if "scale_factor" in state:  # fitted to that network's spread, not to the fine-tuned one
         state["scale_factor"] = torch.ones_like(state["scale_factor"])
     own = model.state_dict()
+    config = getattr(model, "config", None)
+    if getattr(config, "zero_init_residual", False):  # grown: keep the new convs' zero init
+        state.update({k: v for k, v in own.items() if k.startswith("extra_") and k not in state})
     mismatched = [k for k in own if k not in state or state[k].shape != own[k].shape]
     if mismatched or set(state) - set(own):
         raise LandmarksError(

@@ -11,6 +11,8 @@ sees; the trainer uses both.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -204,6 +206,17 @@ def supervised_loss(
     if loss.kind == "laplacekl":
         return laplace_kl_loss(logits, target, scale, visibility, loss.direction, loss.temperature)
     return gaussian_kl_loss(logits, target, scale**2, visibility, loss.direction, loss.temperature)
+
+
+def junk_loss(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """KL(uniform || spatial softmax of ``logits``), averaged over images and landmarks.
+
+    The junk term: on crops that hold no face it pulls every heatmap towards flat, so the
+    predicted Laplace scale there stays wide (honest uncertainty). 0 for a flat heatmap, about
+    log(H W) for a one-hot one. Returns a scalar."""
+    check_tensor(logits, "logits", ndim=4)
+    z = logits.flatten(2) / temperature
+    return (torch.logsumexp(z, -1) - z.mean(-1)).mean() - math.log(z.shape[-1])
 
 
 def discriminator_input(images: Tensor, heatmaps: Tensor) -> Tensor:

@@ -49,6 +49,10 @@ class LossConfig:
     direction: str = "forward"  # forward = KL(target || prediction); reverse = KL(pred || target)
     norm: str = "l2"  # softargmax distance: l2 | l1 | sql2
     temperature: float = 1.0
+    # weight of the junk term (losses.junk_loss): per batch, batch_size // 4 images without a
+    # face (noise, blobs, scrambled tiles of the batch's faces) are pushed towards a flat heatmap,
+    # so the predicted scale stays wide on a box that holds no face. 0 = off (the paper's loss).
+    junk_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,7 @@ RANGES: dict[str, Range] = {
     "model.depth": Range(0, 8),
     "loss.target_scale": Range(0.0, 100.0, open_low=True),
     "loss.temperature": Range(0.01, 100.0),
+    "loss.junk_weight": Range(0.0, 10.0),
     "adversarial.weight": Range(0.0, 1e3),
     "adversarial.noise_std": Range(0.0, 10.0),
     "adversarial.base_width": Range(1, 1024),

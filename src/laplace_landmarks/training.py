@@ -39,7 +39,7 @@ from laplace_landmarks.checkpoints import (
 )
 from laplace_landmarks.data.cache import CropCache
 from laplace_landmarks.data.prepare import TrainData, default_cache_dir, prepare_data
-from laplace_landmarks.data.transforms import augment
+from laplace_landmarks.data.transforms import augment, faceless_images
 from laplace_landmarks.decoding import output_stride, predict_crops
 from laplace_landmarks.distributed import (
     any_process,
@@ -62,6 +62,7 @@ from laplace_landmarks.losses import (
     discriminator_input,
     discriminator_loss,
     generator_adversarial_loss,
+    junk_loss,
     supervised_loss,
 )
 from laplace_landmarks.models import create_model, normalize_input
@@ -319,6 +320,7 @@ class Trainer:
         torch.manual_seed(_seed(cfg.train.seed, epoch, self.rank + 1))
         aug_rng = _gen(cfg.train.seed, epoch, self.rank + 101)
         unl_rng = _gen(cfg.train.seed, epoch, self.rank + 201)
+        junk_rng = _gen(cfg.train.seed, epoch, self.rank + 301)
         self.model.train()
         if self.disc is not None:
             self.disc.train()
@@ -340,6 +342,9 @@ class Trainer:
                 aug_rng,
             )
             adversarial = self.disc is not None and step % self.config.adversarial.every == 0
+            if cfg.loss.junk_weight > 0:  # faceless crops after the faces, for the junk term
+                junk = faceless_images(images, max(1, len(images) // 4), junk_rng)
+                images = torch.cat([images, junk])
             images, points, vis = (t.to(self.device) for t in (images, points, vis))
             inputs = normalize_input(images).contiguous(memory_format=self.memory_format)
             try:
@@ -380,18 +385,29 @@ class Trainer:
     ) -> dict:
         cfg = self.config
         if not adversarial:
-            loss = self._checked_loss(
-                lambda: supervised_loss(self.g_step(images), points, vis, cfg.loss, self.stride),
+            logits = self.g_step(images)
+            sup = self._checked_loss(
+                lambda: supervised_loss(logits[: len(points)], points, vis, cfg.loss, self.stride),
                 "loss",
             )
+            loss, stats = self._with_junk(sup, logits[len(points) :])
             self._update(self.optimizer, loss, "loss")
-            return {"train_loss": loss.item(), "train_sup_loss": loss.item()}
+            return {"train_loss": loss.item(), "train_sup_loss": sup.item(), **stats}
         return self._adversarial_step(images, points, vis, unl_rng)
+
+    def _with_junk(self, loss: Tensor, junk_logits: Tensor) -> tuple[Tensor, dict]:
+        """``loss`` plus the weighted junk term on the faceless crops' logits (none: unchanged)."""
+        if not len(junk_logits):
+            return loss, {}
+        cfg = self.config.loss
+        junk = self._checked_loss(lambda: junk_loss(junk_logits, cfg.temperature), "junk loss")
+        return loss + cfg.junk_weight * junk, {"train_junk": junk.item()}
 
     def _adversarial_step(
         self, images: Tensor, points: Tensor, vis: Tensor, unl_rng: torch.Generator
     ) -> dict:
         cfg, a = self.config, self.config.adversarial
+        images, junk_images = images[: len(points)], images[len(points) :]
         pick = torch.randint(
             len(self.data.unlabeled), (max(1, a.batch_size // self.world),), generator=unl_rng
         )
@@ -416,16 +432,15 @@ class Trainer:
         self._update(self.d_optimizer, d_loss, "discriminator loss")
         d_acc = 0.5 * ((real_logits > 0).float().mean() + (fake_logits < 0).float().mean())
         # G step: supervised loss + λ · non-saturating adversarial loss on unlabelled faces
-        logits = self.g_step(torch.cat([images, unl]))
+        n, m = len(images), len(images) + len(unl)
+        logits = self.g_step(torch.cat([images, unl, junk_images]))
         sup = self._checked_loss(
-            lambda: supervised_loss(logits[: len(images)], points, vis, cfg.loss, self.stride),
-            "loss",
+            lambda: supervised_loss(logits[:n], points, vis, cfg.loss, self.stride), "loss"
         )
-        fake = discriminator_input(
-            unl, spatial_softmax(logits[len(images) :], cfg.loss.temperature)
-        )
+        fake = discriminator_input(unl, spatial_softmax(logits[n:m], cfg.loss.temperature))
         adv = generator_adversarial_loss(self.disc(fake))
         loss = self._checked_loss(lambda: sup + a.weight * adv, "generator loss")
+        loss, junk_stats = self._with_junk(loss, logits[m:])
         self._update(self.optimizer, loss, "generator loss")
         return {
             "train_loss": loss.item(),
@@ -433,6 +448,7 @@ class Trainer:
             "train_adv_g": adv.item(),
             "train_d_loss": d_loss.item(),
             "d_acc": d_acc.item(),
+            **junk_stats,
         }
 
     def _save(self, epoch: int, row: dict) -> None:

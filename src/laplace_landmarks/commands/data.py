@@ -79,6 +79,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     label.add_argument("--seed", type=int, default=0, help="which faces go to val (default 0)")
     label.add_argument("--limit", type=int, default=None, help="label only the first N images")
+    label.add_argument(
+        "--only",
+        type=Path,
+        default=None,
+        metavar="LIST",
+        help="label only the images this CSV names in its first column, relative to the CSV's "
+        "folder (e.g. ../shared/data/ytf68/train.csv: its training identities only)",
+    )
+    label.add_argument(
+        "--add-as",
+        default=None,
+        metavar="NAME",
+        help="add to the labels OUT already holds, under OUT/{train,val}/NAME/; a person already "
+        "in OUT keeps that split",
+    )
     label.set_defaults(func=run_pseudo_label)
 
 
@@ -286,8 +301,10 @@ def run_pseudo_label(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         limit=args.limit,
+        only=args.only,
+        add_as=args.add_as,
     )
-    counts = summary["counts"]
+    counts = summary["added"][-1]["counts"] if args.add_as else summary["counts"]
     print(
         f"labelled {counts['train']} train + {counts['val']} val faces; {counts['no_face']} "
         f"images without a face, {counts['unreadable']} unreadable -> {args.out}"

@@ -51,13 +51,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--zero-init-residual",
         action="store_true",
         default=None,
-        help="with --depth: start the residual convs at zero (each added block starts as identity)",
+        help="with --depth: start the residual convs at zero (each added block starts as "
+        "identity); with --init-from and a larger --depth than its network: grow that network",
     )
     p.add_argument(
         "--init-from",
         metavar="WEIGHTS_OR_NAME",
         help="start from these weights (a .safetensors/.pt file or a shipped model name): "
-        "fine-tuning; the network shape comes from them, a fitted point offset is dropped",
+        "fine-tuning; the network shape comes from them (except a larger --depth with "
+        "--zero-init-residual, which grows it), a fitted point offset is dropped",
     )
     p.add_argument(
         "--self-crops-from",

@@ -191,3 +191,47 @@ def augment(
     if data.brightness or data.contrast:
         images = color_jitter(images, rng, data.brightness, data.contrast)
     return images, points, visibility
+
+
+JUNK_KINDS = ("noise", "blobs", "tiles")
+
+
+def faceless_images(faces: torch.Tensor, count: int, rng: torch.Generator) -> torch.Tensor:
+    """``count`` uint8 crops that hold no face, for the junk term (``loss.junk_weight``).
+
+    Each is one of :data:`JUNK_KINDS`, drawn from ``rng``: uniform noise, smooth colour blobs
+    (noise at 1/8 resolution, bilinearly upsampled), or one of ``faces`` cut into a 4x4 grid of
+    tiles put back in random order and orientation (a face's colours and textures, not its
+    layout).
+
+    Args:
+        faces: (B, 3, H, W) uint8 crops (the training batch), H and W divisible by 4.
+        count: how many to make.
+    """
+    _check_batch(faces)
+    _, channels, height, width = faces.shape
+    if height % 4 or width % 4:
+        raise ValueError(f"faceless_images: crops must be divisible by 4, got {height}x{width}")
+    kinds = torch.randint(len(JUNK_KINDS), (count,), generator=rng)
+    out = torch.randint(0, 256, (count, channels, height, width), generator=rng, dtype=torch.uint8)
+    for i in torch.nonzero(kinds == 1).flatten().tolist():
+        small = torch.rand(1, channels, max(1, height // 8), max(1, width // 8), generator=rng)
+        big = F.interpolate(small, size=(height, width), mode="bilinear", align_corners=False)
+        out[i] = (big[0] * 255).round().to(torch.uint8)
+    th, tw = height // 4, width // 4
+    for i in torch.nonzero(kinds == 2).flatten().tolist():
+        face = faces[int(torch.randint(len(faces), (1,), generator=rng))]
+        tiles = (
+            face.reshape(channels, 4, th, 4, tw)
+            .permute(1, 3, 0, 2, 4)
+            .reshape(16, channels, th, tw)
+        )
+        tiles = tiles[torch.randperm(16, generator=rng)]
+        flips = torch.rand(16, generator=rng) < 0.5
+        tiles = torch.where(flips[:, None, None, None], tiles.flip(-1), tiles)
+        out[i] = (
+            tiles.reshape(4, 4, channels, th, tw)
+            .permute(2, 0, 3, 1, 4)
+            .reshape(channels, height, width)
+        )
+    return out
