@@ -18,10 +18,12 @@ from PIL import Image
 from laplace_landmarks import cli
 from laplace_landmarks.alignment import (
     ARCFACE_TEMPLATE,
+    DEFAULT_MAX_SCALE,
     MEAN68_TEMPLATE,
     align_face,
     alignment_matrix,
     apply_transform,
+    faceless_relative_scales,
     invert_transform,
     mean68_template,
     similarity_transform,
@@ -182,6 +184,14 @@ def test_unreliable_faces_are_flagged(predicted, landmarker):
     assert not flagged.reliable and flagged.relative_scale > 0.1  # measured 0.21
     assert align_face(rgb, face.points, face.scale * 3.0, max_scale=1.0).reliable
     assert not align_face(rgb, face.points, np.full((68, 2), np.nan)).reliable
+
+
+def test_faceless_scales_of_the_default_model_are_all_flagged(landmarker):
+    """The check calibrate prints: boxes on pure noise get a scale above align's threshold."""
+    scales = faceless_relative_scales(landmarker, count=4)
+    assert scales.shape == (4,) and (scales > DEFAULT_MAX_SCALE).all()
+    with pytest.raises(ValueError, match="count"):
+        faceless_relative_scales(landmarker, count=0)
 
 
 def test_bad_arguments_raise_value_errors(predicted):

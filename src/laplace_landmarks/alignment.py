@@ -346,6 +346,31 @@ def warp_face(image: np.ndarray | Image.Image, matrix: Any, size: int) -> np.nda
     return warp_crop(pil, Crop(matrix, size), antialias=False)
 
 
+def faceless_relative_scales(landmarker: Any, count: int = 12, size: int = 300) -> np.ndarray:
+    """:func:`relative_scale` of ``landmarker``'s prediction on ``count`` images that hold no
+    face: uniform RGB noise (seeds 0 .. count-1), ``size`` px, with the box from ``size / 6`` to
+    ``5 size / 6`` on both axes. An honest model predicts a wide scale there, above
+    :data:`DEFAULT_MAX_SCALE`, so :func:`align_face` flags every one as unreliable; ``calibrate``
+    prints the median and minimum.
+
+    Example:
+        >>> from laplace_landmarks import Landmarker                 # doctest: +SKIP
+        >>> faceless_relative_scales(Landmarker.pretrained()).min() > DEFAULT_MAX_SCALE  # doctest: +SKIP
+        True
+    """
+    if count < 1 or size < 32:
+        raise ValueError(
+            f"faceless_relative_scales: need count >= 1 and size >= 32, got {count}, {size}"
+        )
+    box = (size / 6, size / 6, 5 * size / 6, 5 * size / 6)
+    values = []
+    for seed in range(count):
+        noise = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+        face = landmarker.predict(noise, boxes=[box])[0]
+        values.append(relative_scale(face.points, face.scale))
+    return np.asarray(values)
+
+
 def align_face(
     image: np.ndarray | Image.Image,
     points: Any,

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from laplace_landmarks.errors import LandmarksError
@@ -265,4 +266,15 @@ def calibrate_weights(
             f"{100 * scale_fit.coverage_after:.1f} %"
         )
     save_weights(model, config, out, extra=extra, verify=True)
+    from laplace_landmarks.alignment import DEFAULT_MAX_SCALE, faceless_relative_scales
+    from laplace_landmarks.inference import Landmarker
+
+    # honest on junk: the written weights' scale on boxes over pure noise (no face)
+    junk = faceless_relative_scales(Landmarker.from_checkpoint(out, backend="torch"))
+    result["faceless_relative_scale"] = {
+        "images": len(junk),
+        "median": float(np.median(junk)),
+        "min": float(junk.min()),
+        "align_threshold": DEFAULT_MAX_SCALE,
+    }
     return result

@@ -94,6 +94,17 @@ def run_calibrate(args: argparse.Namespace) -> int:
         )
     else:
         print(f"scale factor: {result['scale_factor']:.4f} (kept, --no-scale)")
+    junk = result["faceless_relative_scale"]
+    verdict = (
+        "all flagged by align"
+        if junk["min"] > junk["align_threshold"]
+        else "WARNING: over-confident on junk, align would pass some"
+    )
+    print(
+        f"on {junk['images']} boxes of pure noise (no face): relative scale median "
+        f"{junk['median']:.3f}, min {junk['min']:.3f} (align's threshold {junk['align_threshold']}; "
+        f"{verdict})"
+    )
     print(f"wrote {result['out']}")
     if args.json:
         write_json_atomic(result, args.json)
