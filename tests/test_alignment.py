@@ -155,7 +155,10 @@ def test_rotated_copy_gives_the_same_aligned_crop(predicted, landmarker):
         b = align_face(turned, face_turned.points, face_turned.scale, template, size)
         assert np.linalg.norm(eye_centres(a.points) - eye_centres(b.points), axis=1).max() < 1.0
         correlation = np.corrcoef(a.image.ravel(), b.image.ravel())[0, 1]
-        assert correlation > 0.95, (template, correlation)  # measured 0.987 (arcface)
+        # measured with the default model (one pass on each, no mirror): 0.958 (arcface), 0.935
+        # (ffhq, whose 2x larger region takes in the rotated copy's black corners); with the
+        # mirrored final pass 0.985 and 0.970
+        assert correlation > {"arcface": 0.94, "ffhq": 0.92}[template], (template, correlation)
         assert b.reliable
 
 

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "laplace_landmarks"
 SAMPLE = PACKAGE / "samples" / "lfw_Naomi_Watts0.jpg"
 TOLERANCE_PX = 0.01  # ONNX Runtime vs torch, whole path, image pixels (measured: <= 0.006)
-MAX_ONNX_BYTES = 2_000_000
+MAX_ONNX_BYTES = 4_000_000  # the largest, rcn-lite-accurate (width 1/2, depth 1): 3.2 MB
 
 # Imports of torch (and of the packages only `[train]` brings) fail in the child, as on a core
 # install; it prints the points of both ways in (Python and the CLI) and what got imported.
