@@ -220,3 +220,36 @@ def test_multi_stage_resume_applies_a_new_lr_and_refuses_a_new_width(tmp_path, d
     assert main([*wider, "--resume"]) == 2
     err = capsys.readouterr().err
     assert "--width 0.125 differs from the run's 0.0625 and cannot change" in err
+
+
+def test_shipped_default_recipe_grows_the_network_and_adds_the_junk_term(
+    tmp_path, data_root, capsys, monkeypatch
+):
+    """``300w-dlib-accurate`` (how the default model is made), tiny: dlib's labels on the
+    unlabelled slice, the same labels with the network grown to depth 1, then 300W with the
+    junk term, then calibration."""
+    from laplace_landmarks.errors import LandmarksError
+    from laplace_landmarks.path_evaluation import find_dlib_predictor
+
+    try:
+        find_dlib_predictor()
+    except LandmarksError:
+        pytest.skip("dlib's 68-point predictor is missing: pip install face-recognition-models")
+    monkeypatch.chdir(tmp_path)  # the recipe reads runs/pseudo-dlib relative to the folder
+    assert main(["data", "pseudo-label", str(UNLABELED_SLICE), "--out", "runs/pseudo-dlib"]) == 0
+    args = ["train", "--recipe", "300w-dlib-accurate", "--out", "run", "--epochs", "1"]
+    args += [*QUIET, "--batch-size", "4", "--max-train", "8", "--max-val", "4"]
+    args += ["--num-unlabeled", "8", "--cache-dir", "cache"]
+    assert main(args) == 0, capsys.readouterr().err[-2000:]
+    stages = json.loads(Path("run/pipeline.json").read_text())["stages"]
+    assert [s["name"] for s in stages] == ["dlib-labels", "dlib-labels-deeper", "300w"]
+    depths = [s["config"]["model"]["depth"] for s in stages]
+    assert depths == [0, 1, 1] and stages[1]["config"]["model"]["zero_init_residual"]
+    assert [s["config"]["loss"]["junk_weight"] for s in stages] == [0.0, 0.0, 0.01]
+    assert [s["config"]["data"]["dataset"] for s in stages] == ["folder", "folder", "300w"]
+    model, config, _ = load_generator(Path("run/calibrated.safetensors"))
+    assert config.model.depth == 1 and config.model.width == 0.5
+    assert any(k.startswith("extra_enc10.0") for k in model.state_dict())
+    # the junk term's running value is logged in the 300W stage only
+    assert "train_junk" in Path("run/300w/metrics.csv").read_text().splitlines()[0]
+    assert "train_junk" not in Path("run/dlib-labels/metrics.csv").read_text().splitlines()[0]
