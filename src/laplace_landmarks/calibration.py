@@ -269,8 +269,9 @@ def calibrate_weights(
     from laplace_landmarks.alignment import DEFAULT_MAX_SCALE, faceless_relative_scales
     from laplace_landmarks.inference import Landmarker
 
-    # honest on junk: the written weights' scale on boxes over pure noise (no face)
-    junk = faceless_relative_scales(Landmarker.from_checkpoint(out, backend="torch"))
+    # honest on junk: the calibrated model's scale on boxes over pure noise (no face); the
+    # model in memory is what save_weights wrote and verified, so no second read of the file
+    junk = faceless_relative_scales(Landmarker(model, config, backend="torch"))
     result["faceless_relative_scale"] = {
         "images": len(junk),
         "median": float(np.median(junk)),

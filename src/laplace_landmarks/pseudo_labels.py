@@ -167,9 +167,9 @@ def pseudo_label_folder(
             print(f"pseudo-label: {index + 1}/{len(files)} images", file=sys.stderr)
     if counts["train"] + counts["val"] == 0:
         raise LandmarksError(f"pseudo-label: no face was detected in {len(files)} images")
-    part = {
+    part = {  # this folder's run; the whole summary when it starts the dataset
         "images": str(images),
-        "only": None if only is None else str(only),
+        **({} if only is None else {"only": str(only)}),
         "val_fraction": val_fraction,
         "seed": seed,
         "counts": counts,
@@ -182,12 +182,9 @@ def pseudo_label_folder(
         summary["counts"] = {key: totals.get(key, 0) + counts[key] for key in counts}
     else:
         summary = {
-            "images": str(images),
+            **part,
             "teacher": f"dlib shape predictor {model_path.name} (trained on iBUG 300-W, research use)",
             "detector": "dlib HOG, upsample 1, detection nearest the image centre",
-            **{k: v for k, v in part.items() if k != "images"},
         }
-        if only is None:
-            del summary["only"]
     (out / "labels.json").write_text(json.dumps(summary, indent=2))
     return summary
