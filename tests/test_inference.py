@@ -142,15 +142,17 @@ def test_a_different_box_still_lands_on_the_face(landmarker, emmy_faces):
 
 
 def test_refine_recrops_by_the_five_point_rule(landmarker, emmy_faces):
+    """The model's own first pass (no first-pass model) from the box, then the 5-point crop."""
+    box = emmy_faces[0].box
     single = Landmarker.pretrained(refine=False, flip_test=False)  # the same backend (onnx)
-    first = single.predict(EMMY, boxes=[emmy_faces[0].box])[0]
-    box_crop = crop_from_detection(emmy_faces[0].box)
+    first = single.predict(EMMY, boxes=[box])[0]
+    box_crop = crop_from_detection(box)
     np.testing.assert_allclose(first.crop.matrix, box_crop.matrix)
-    refined = emmy_faces[0].crop
+    final = Landmarker.pretrained(first_pass=False).predict(EMMY, boxes=[box])[0]
     expected = crop_from_five_points(five_points_from_68(first.points))
-    np.testing.assert_allclose(refined.matrix, expected.matrix, atol=1e-9)
-    assert not np.allclose(refined.matrix, box_crop.matrix)
-    assert not np.allclose(first.points, emmy_faces[0].points)
+    np.testing.assert_allclose(final.crop.matrix, expected.matrix, atol=1e-9)
+    assert not np.allclose(final.crop.matrix, box_crop.matrix)
+    assert not np.allclose(first.points, final.points)
 
 
 def test_image_as_path_pil_array_gray_and_rgba(landmarker, emmy_faces):
@@ -281,7 +283,7 @@ def test_flip_test_mirrors_only_the_final_pass(landmarker, emmy_faces):
     forward = flipped._forward
     flipped._forward = lambda crops: calls.append(len(crops)) or forward(crops)
     face = flipped.predict(EMMY, boxes=[box])[0]
-    assert calls == [1, 1, 1]
+    assert calls == [1, 2]  # the plain first pass; the crop and its mirror image in one call
     plain = Landmarker(landmarker.model, landmarker.config, refine=False)
     first = plain.predict(EMMY, boxes=[box])[0]
     crop = crop_from_five_points(five_points_from_68(first.points), size=80)
@@ -294,7 +296,65 @@ def test_flip_test_mirrors_only_the_final_pass(landmarker, emmy_faces):
     calls.clear()
     without_refine._forward = lambda crops: calls.append(len(crops)) or forward(crops)
     without_refine.predict(EMMY, boxes=[box])
-    assert calls == [1, 1]  # no re-crop: the only pass is the final one, and it is mirrored
+    assert calls == [2]  # no re-crop: the only pass is the final one, and it is mirrored
+
+
+@pytest.fixture(scope="module")
+def fast() -> Landmarker:
+    """The shipped one-pass model (trained on the detector's crops), on PyTorch."""
+    return Landmarker.pretrained("rcn-lite", backend="torch")
+
+
+def test_first_pass_makes_the_first_estimate(landmarker, fast, emmy_faces):
+    """With ``first_pass`` the cheap model's one pass from the box gives the estimate that the
+    model re-crops from: one call each, and the same points as those steps by hand."""
+    box = emmy_faces[0].box
+    cascade = Landmarker(landmarker.model, landmarker.config, first_pass=fast)
+    calls = []
+    for name, lm in (("first", fast), ("final", cascade)):
+        forward = lm._forward
+        lm._forward = lambda crops, f=forward, n=name: calls.append((n, crops.shape)) or f(crops)
+    try:
+        face = cascade.predict(EMMY, boxes=[box])[0]
+    finally:
+        del fast._forward, cascade._forward
+    assert calls == [("first", (1, 3, 80, 80)), ("final", (1, 3, 80, 80))]
+    first = fast.predict(EMMY, boxes=[box])[0]
+    crop = crop_from_five_points(five_points_from_68(first.points), size=80)
+    crops = np.ascontiguousarray(warp_crop(load_image(EMMY), crop).transpose(2, 0, 1)[None])
+    points, scale = cascade.predict_batch(crops)
+    np.testing.assert_allclose(face.points, crop.to_image(points[0]), atol=1e-3)
+    np.testing.assert_allclose(face.scale, crop.to_image_scale(scale[0]), rtol=1e-4)
+    # the same face as the model's own first pass finds, within a few pixels
+    size = float(np.ptp(emmy_faces[0].points, axis=0).mean())
+    assert np.linalg.norm(face.points - emmy_faces[0].points, axis=1).mean() < 0.05 * size
+
+
+def test_first_pass_is_checked(landmarker, fast):
+    model, config = landmarker.model, landmarker.config
+    with pytest.raises(ValueError, match="needs refine >= 1"):
+        Landmarker(model, config, refine=0, first_pass=fast)
+    refining = Landmarker(model, config, refine=1)
+    with pytest.raises(ValueError, match="must make one pass from the box"):
+        Landmarker(model, config, first_pass=refining)
+    with pytest.raises(ValueError, match="must be a Landmarker"):
+        Landmarker(model, config, first_pass="rcn-lite")
+
+
+def test_shipped_default_takes_its_first_pass_from_the_index():
+    """The index names the default's first pass (rcn-lite); ``first_pass=False`` or one pass
+    from the box (``refine=0``) goes without it; a file has none unless asked."""
+    entry = next(e for e in list_pretrained() if e["default"])
+    default = Landmarker.pretrained()
+    assert default.first_pass is not None and default.first_pass.name == entry["first_pass"]
+    assert default.first_pass.refine == 0 and not default.first_pass.flip_test
+    assert Landmarker.pretrained(first_pass=False).first_pass is None
+    assert Landmarker.pretrained(refine=0).first_pass is None
+    assert Landmarker.load(str(pretrained_path(entry["name"]))).first_pass is None
+    asked = Landmarker.load(str(pretrained_path(entry["name"])), first_pass="rcn-lite")
+    assert asked.first_pass.name == "rcn-lite"
+    with pytest.raises(LandmarksError, match="no-such-model"):
+        Landmarker.pretrained(first_pass="no-such-model")
 
 
 def test_face_to_dict_is_json(emmy_faces):

@@ -51,7 +51,15 @@ POSE_KEYS = {
 
 def check_schema(document: dict, pose: bool = False) -> None:
     """The documented JSON schema (docs/predict.md); ``pose``: with --pose."""
-    assert set(document) == {"model", "version", "flip_test", "images", "errors", "summary"}
+    assert set(document) == {
+        "model",
+        "version",
+        "flip_test",
+        "first_pass",
+        "images",
+        "errors",
+        "summary",
+    }
     assert document["version"] == __version__ and isinstance(document["model"], str)
     assert isinstance(document["flip_test"], bool)
     summary = document["summary"]
@@ -109,23 +117,36 @@ def test_json_to_stdout_matches_the_schema(capsys):
 
 
 def test_flip_test_averages_with_the_mirror(capsys):
-    """No shipped model mirrors by default (the default stopped in 2026-12: the speed budget);
-    --flip-test adds the mirrored final pass and --no-flip-test keeps it off."""
+    """The default mirrors its final pass (after the fast model's first pass; the index says
+    so); --no-flip-test turns it off, and the other models mirror only when asked."""
     default = json.loads(run(capsys, EMMY)[1])
-    assert default["flip_test"] is False
+    assert default["flip_test"] is True and default["first_pass"] == "rcn-lite"
     document = json.loads(run(capsys, EMMY, "--no-flip-test")[1])
-    assert document["flip_test"] is False
+    assert document["flip_test"] is False and document["first_pass"] == "rcn-lite"
     plain = document["images"][0]["faces"][0]
-    assert plain == default["images"][0]["faces"][0]
     fast = json.loads(run(capsys, EMMY, "--model", "rcn-lite")[1])
-    assert fast["flip_test"] is False
+    assert fast["flip_test"] is False and fast["first_pass"] is None
     assert json.loads(run(capsys, EMMY, "--model", "rcn-lite", "--flip-test")[1])["flip_test"]
-    code, out, _ = run(capsys, EMMY, "--flip-test")
-    assert code == 0 and json.loads(out)["flip_test"] is True
-    flipped = json.loads(out)["images"][0]["faces"][0]
+    flipped = default["images"][0]["faces"][0]
     shift = np.abs(np.subtract(flipped["points"], plain["points"]))
     # a different estimate of the same face: moved, but by less than a few pixels
     assert 0 < shift.mean() < 3
+
+
+def test_first_pass_option(capsys, tmp_path):
+    """--first-pass none makes the default model's own first pass; a file or name is loaded;
+    a bad one is a one-line error naming it."""
+    own = json.loads(run(capsys, EMMY, "--first-pass", "none")[1])
+    assert own["first_pass"] is None
+    cascade = json.loads(run(capsys, EMMY)[1])
+    shift = np.abs(np.subtract(own["images"][0]["faces"][0]["points"],
+                               cascade["images"][0]["faces"][0]["points"]))  # fmt: skip
+    assert 0 < shift.mean() < 3  # another first estimate, the same face
+    code, _, err = run(capsys, EMMY, "--first-pass", tmp_path / "missing.onnx")
+    assert code != 0 and "missing.onnx" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, EMMY, "--no-refine", "--first-pass", "rcn-lite")
+    assert code != 0 and "refine" in err and "Traceback" not in err
 
 
 def test_pts_csv_and_draw_write_their_files(capsys, tmp_path):

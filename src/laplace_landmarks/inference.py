@@ -142,6 +142,11 @@ class Landmarker:
             stage; None: ``"torch"`` when ``model`` is given, else ``"onnx"``.
         onnx_path: the ``.onnx`` file for ``backend="onnx"``; None exports ``model`` once into
             ``~/.cache/laplace-landmarks/onnx/<hash>.onnx`` (see ``onnx_cache.cached_export``).
+        first_pass: another Landmarker whose one pass from the box makes the first estimate,
+            which this model's ``refine`` passes then re-crop from (a cascade: a cheap network
+            trained on the detector's crops finds the face, the larger one places the points).
+            It must make one pass from the box (``refine == 0``), and this model must refine at
+            least once. None: this model's own first pass.
     """
 
     def __init__(
@@ -155,6 +160,7 @@ class Landmarker:
         batch_size: int = 64,
         backend: str | None = None,
         onnx_path: str | Path | None = None,
+        first_pass: Landmarker | None = None,
     ) -> None:
         if threads is not None and threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -181,6 +187,9 @@ class Landmarker:
             self._onnx.check_interface(self.crop_size)
         self.refine = default_refine(self.config) if refine is None else int(refine)
         self.flip_test = bool(flip_test)
+        if first_pass is not None:
+            _check_first_pass(first_pass, self.refine, self.config.model.num_landmarks)
+        self.first_pass = first_pass
         self.metadata: dict[str, str] = {}
         self.name = "custom"
         self._detector = detector
@@ -227,6 +236,9 @@ class Landmarker:
         entry = pretrained_entry(name)
         if kwargs.get("flip_test") is None:
             kwargs["flip_test"] = bool(entry.get("flip_test", False))
+        if kwargs.get("first_pass") is None and kwargs.get("refine") not in (0, False):
+            kwargs["first_pass"] = entry.get("first_pass")  # none for one pass from the box
+        kwargs["first_pass"] = _first_pass_landmarker(kwargs, backend=kwargs.get("backend"))
         shipped_onnx = entry["onnx"]
         backend = kwargs.pop("backend", None) or ("onnx" if shipped_onnx else "torch")
         if backend == "onnx" and shipped_onnx and kwargs.get("onnx_path") is None:
@@ -258,6 +270,7 @@ class Landmarker:
             if not Path(model).is_file():
                 raise LandmarksError(f"weights: {model} does not exist")
             kwargs["flip_test"] = bool(kwargs.get("flip_test"))
+            kwargs["first_pass"] = _first_pass_landmarker(kwargs, backend=kwargs.get("backend"))
             landmarker = cls.from_checkpoint(model, **kwargs)
             landmarker.name = str(model)
             return landmarker
@@ -363,9 +376,16 @@ class Landmarker:
         anchors = [crop_from_detection(box, size=self.crop_size) for box in face_boxes]
         with self._threads():
             crops = anchors
-            points, scale = self._predict_in_images(
-                sources, crops, flip=self.flip_test and not self.refine
-            )
+            if self.first_pass is not None:
+                first = self.first_pass
+                with first._threads():
+                    points, scale = first._predict_in_images(
+                        sources, [crop_from_detection(b, size=first.crop_size) for b in face_boxes]
+                    )
+            else:
+                points, scale = self._predict_in_images(
+                    sources, crops, flip=self.flip_test and not self.refine
+                )
             for i in range(self.refine):
                 last = self.flip_test and i == self.refine - 1
                 crops, points, scale = self._refine(
@@ -443,9 +463,14 @@ class Landmarker:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Points and scales (float64) in crop pixels of uint8 crops ``(N, 3, S, S)``; ``flip``
         (default: ``flip_test``) averages with the mirrored crops."""
-        points, scale = self._forward(crops)
-        if self.flip_test if flip is None else flip:
-            flipped_points, flipped_scale = self._forward(np.ascontiguousarray(crops[..., ::-1]))
+        if not (self.flip_test if flip is None else flip):
+            points, scale = self._forward(crops)
+        else:
+            # one network call for the crops and their mirror images (half the calls' overhead)
+            count = len(crops)
+            both_points, both_scale = self._forward(np.concatenate([crops, crops[..., ::-1]]))
+            points, scale = both_points[:count], both_scale[:count]
+            flipped_points, flipped_scale = both_points[count:], both_scale[count:]
             # The fitted point_offset (calibrate) corrects the model, not the image: it belongs
             # to each output landmark as it is, so take it off before mirroring and put it back.
             offset = self._point_offset
@@ -511,6 +536,43 @@ class Landmarker:
             yield
         finally:
             torch.set_num_threads(previous)
+
+
+def _check_first_pass(first: Landmarker, refine: int, num_landmarks: int) -> None:
+    """LandmarksError (a ValueError) unless ``first`` can make the first estimate for a model with ``refine``
+    passes and ``num_landmarks`` points (see ``Landmarker``'s ``first_pass``)."""
+    if not isinstance(first, Landmarker):
+        raise LandmarksError(f"first_pass must be a Landmarker, got {type(first).__name__}")
+    if first.first_pass is not None or first.refine != 0:
+        raise LandmarksError(
+            f"first_pass {first.name}: must make one pass from the box (refine 0, no first pass "
+            f"of its own), has refine {first.refine}"
+        )
+    if refine < 1:
+        raise LandmarksError("first_pass needs refine >= 1: the model re-crops from its estimate")
+    if first.config.model.num_landmarks != num_landmarks:
+        raise LandmarksError(
+            f"first_pass {first.name}: {first.config.model.num_landmarks} landmarks, "
+            f"the model {num_landmarks}"
+        )
+
+
+def _first_pass_landmarker(kwargs: dict[str, Any], backend: str | None) -> Landmarker | None:
+    """``kwargs["first_pass"]`` as a Landmarker: None or False (none), a Landmarker, or a
+    shipped model's name or a weights / ``.onnx`` file, loaded with ``kwargs``' threads and
+    batch size on ``backend`` (one pass from the box, no mirror)."""
+    spec = kwargs.get("first_pass")
+    if spec is None or spec is False or isinstance(spec, Landmarker):
+        return spec or None
+    return Landmarker.load(
+        str(spec),
+        refine=0,
+        flip_test=False,
+        first_pass=False,
+        threads=kwargs.get("threads"),
+        batch_size=kwargs.get("batch_size", 64),
+        backend=backend,
+    )
 
 
 def default_refine(config: RunConfig) -> int:

@@ -188,14 +188,17 @@ def load_landmarker(
     flip_test: bool | None = None,
     threads: int | None = None,
     refine: bool | int | None = None,
+    first_pass: str | bool | None = None,
 ) -> Any:
-    """``Landmarker.load``: a shipped name takes its own ``flip_test`` (None) from the index, a
-    ``.pt``/``.safetensors`` file has it off unless asked."""
+    """``Landmarker.load``: a shipped name takes its own ``flip_test`` and ``first_pass`` (None)
+    from the index, a ``.pt``/``.safetensors`` file has them off unless asked."""
     from laplace_landmarks.inference import Landmarker
 
     if threads is not None and threads < 1:
         raise LandmarksError(f"threads: must be >= 1, got {threads}")
-    return Landmarker.load(spec, refine=refine, threads=threads, flip_test=flip_test)
+    return Landmarker.load(
+        spec, refine=refine, threads=threads, flip_test=flip_test, first_pass=first_pass
+    )
 
 
 def path_faces(
@@ -285,6 +288,7 @@ def run_landmarker_protocol(
     dlib_predictor: str | Path | None = None,
     threshold: float = 0.08,
     refine: bool | int | None = None,
+    first_pass: str | bool | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """``evaluate --protocol landmarker``: load everything, run :func:`path_faces` and
@@ -299,7 +303,7 @@ def run_landmarker_protocol(
     split = split or default_split(data, "test")
     predictor_path = find_dlib_predictor(dlib_predictor) if dlib else None
     samples = load_labelled_faces(data, split, root, limit)
-    landmarker = load_landmarker(checkpoint, flip_test, threads, refine)
+    landmarker = load_landmarker(checkpoint, flip_test, threads, refine, first_pass)
     predictor = None if predictor_path is None else load_dlib_predictor(predictor_path)
     faces = path_faces(samples, landmarker.detector, progress)
     result = evaluate_path(landmarker, faces, predictor, threshold, progress)
@@ -313,6 +317,7 @@ def run_landmarker_protocol(
         "limit": limit,
         "refine": landmarker.refine,
         "flip_test": landmarker.flip_test,
+        "first_pass": None if landmarker.first_pass is None else landmarker.first_pass.name,
         "threads": threads,
         "threshold": threshold,
         "detector": "dlib HOG, upsample 1",
@@ -334,7 +339,9 @@ def format_path_report(result: dict[str, Any]) -> str:
     lines = [
         f"Landmarker path on {result['label']} ({s['data']}/{s['split']}): {result['faces']} faces, "
         f"{result['no_detection']} without a HOG detection (scored from the fallback box)",
-        f"model {s['model']} (refine {s['refine']}, flip_test {s['flip_test']}); "
+        f"model {s['model']} (refine {s['refine']}, flip_test {s['flip_test']}"
+        + (f", first pass {s['first_pass']}" if s.get("first_pass") else "")
+        + "); "
         f"inter-ocular NME; CPU {result['machine']['cpu']}",
         "",
         f"| system | faces | NME % mean | NME % median | AUC@{threshold:g} | FR@{threshold:g} % "

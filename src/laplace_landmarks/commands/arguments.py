@@ -35,6 +35,25 @@ def _whole_number(text: str, low: int, high: int) -> int:
     return value
 
 
+def first_pass_spec(text: str) -> str | bool:
+    """``--first-pass``: a shipped model's name or a weights / ``.onnx`` file, or ``none``
+    (False: the model's own first pass)."""
+    return False if text.lower() == "none" else text
+
+
+def add_first_pass(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """Add ``--first-pass`` (``Landmarker``'s ``first_pass``)."""
+    parser.add_argument(
+        "--first-pass",
+        type=first_pass_spec,
+        metavar="MODEL",
+        help=f"{prefix}a model (shipped name or file) whose one pass from the box makes the "
+        "first estimate, which the model re-crops from; 'none' for the model's own first pass. "
+        "Default: the model's own setting (rcn-lite for rcn-lite-accurate; none for the others "
+        "and weights files)",
+    )
+
+
 def add_data_root(parser: argparse.ArgumentParser, holding: str = "the dataset") -> None:
     """Add ``--data-root``, the one name of the data root option (``root=`` in Python)."""
     parser.add_argument(
@@ -60,5 +79,6 @@ def landmarker_from_args(args: argparse.Namespace) -> Any:
         threads=args.threads,
         backend=args.backend,
         flip_test=args.flip_test,
+        first_pass=args.first_pass,
         min_score=args.min_score,
     )

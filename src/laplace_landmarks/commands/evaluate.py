@@ -27,6 +27,7 @@ import argparse
 
 from laplace_landmarks.commands.arguments import (
     add_data_root,
+    add_first_pass,
     plain,
     refine_passes,
     thread_count,
@@ -79,6 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the detector box; default: the model's own setting: 0 for a model trained on detector "
         "crops, else 1)",
     )
+    add_first_pass(p, "landmarker protocol: ")
     p.add_argument(
         "--dlib", action="store_true", help="landmarker protocol: score dlib's predictor too"
     )
@@ -125,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "--limit": args.limit is not None,
         "--flip-test/--no-flip-test": args.flip_test is not None,
         "--refine": args.refine is not None,
+        "--first-pass": args.first_pass is not None,
     }
     given = [flag for flag, used in path_only.items() if used]
     if given:
@@ -176,6 +179,7 @@ def _run_landmarker(args: argparse.Namespace) -> int:
         dlib_predictor=args.dlib_predictor,
         threshold=args.threshold,
         refine=args.refine,
+        first_pass=args.first_pass,
         progress=progress,
     )
     print(format_path_report(result))

@@ -35,7 +35,12 @@ from typing import Any
 import numpy as np
 
 from laplace_landmarks.batches import IMAGE_ERRORS, ImageOutcome, predict_groups
-from laplace_landmarks.commands.arguments import MAX_THREADS, landmarker_from_args, refine_passes
+from laplace_landmarks.commands.arguments import (
+    MAX_THREADS,
+    add_first_pass,
+    landmarker_from_args,
+    refine_passes,
+)
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.outputs import (
     DEFAULT_OUT,
@@ -160,6 +165,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "re-crop; 0.13-0.19 NME points better on ytf68 val). Default: the model's own setting "
         "(on for rcn-lite-accurate, off for the others and weights files)",
     )
+    add_first_pass(parser)
     parser.add_argument(
         "--threads",
         type=int,
@@ -243,6 +249,7 @@ def run_predict_images(args: argparse.Namespace) -> int:
             "model": landmarker.name,
             "version": _version(),
             "flip_test": landmarker.flip_test,
+            "first_pass": None if landmarker.first_pass is None else landmarker.first_pass.name,
             "images": [r.entry for r in results],
             "errors": errors,
             "summary": summary.to_dict(),
