@@ -348,7 +348,12 @@ def test_shipped_default_takes_its_first_pass_from_the_index():
     default = Landmarker.pretrained()
     assert default.first_pass is not None and default.first_pass.name == entry["first_pass"]
     assert default.first_pass.refine == 0 and not default.first_pass.flip_test
-    assert Landmarker.pretrained(first_pass=False).first_pass is None
+    assert default.passes == f"{entry['first_pass']} + 1 mirrored"
+    own = Landmarker.pretrained(first_pass=False)
+    assert own.first_pass is None and own.passes == "2, the last mirrored"
+    assert Landmarker.pretrained(first_pass=False, flip_test=False).passes == "2"
+    assert Landmarker.pretrained("rcn-lite").passes == "1"
+    assert Landmarker.pretrained("rcn-lite", flip_test=True).passes == "1 mirrored"
     assert Landmarker.pretrained(refine=0).first_pass is None
     assert Landmarker.load(str(pretrained_path(entry["name"]))).first_pass is None
     asked = Landmarker.load(str(pretrained_path(entry["name"])), first_pass="rcn-lite")

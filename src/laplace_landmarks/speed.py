@@ -40,7 +40,7 @@ class SpeedRow:
     """One model against dlib: medians in milliseconds, and the ratios ours / dlib."""
 
     model: str
-    passes: int
+    passes: str  # Landmarker.passes: e.g. "2" or "rcn-lite + 1 mirrored"
     faces: int
     face_ms: float
     dlib_face_ms: float
@@ -145,7 +145,7 @@ def compare_with_dlib(
         rows.append(
             SpeedRow(
                 name,
-                1 + landmarker.refine,
+                landmarker.passes,
                 len(face_items),
                 1e3 * ours_face,
                 1e3 * dlib_face_s,
