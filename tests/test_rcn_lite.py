@@ -158,7 +158,38 @@ def test_zero_init_residual_starts_as_the_shallow_network(capsys):
     assert (
         main(["train", "--recipe", "improved-lite", "--zero-init-residual", "--epochs", "1"]) == 2
     )
-    assert "model.zero_init_residual needs model.depth > 0" in capsys.readouterr().err
+    assert "model.zero_init_residual needs model.depth or model.fine_depth > 0" in (
+        capsys.readouterr().err
+    )
+
+
+def test_fine_depth_adds_residual_convs_at_the_heatmap_resolution(tmp_path):
+    """fine_depth adds C->C convs after the last decoder conv (40 px for 80 px crops); it
+    round-trips through a weights file and the ONNX export gives the same points."""
+    from laplace_landmarks.checkpoints import load_generator, save_weights
+    from laplace_landmarks.config import resolve_config
+    from laplace_landmarks.export import export_onnx
+    from laplace_landmarks.inference import Landmarker
+    from laplace_landmarks.models import create_model
+
+    plain = create_model("rcn-lite", width=0.125, depth=1)
+    fine = create_model("rcn-lite", width=0.125, depth=1, fine_depth=2)
+    extra = sum(p.numel() for p in fine.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == 2 * (8 * 8 * 9 + 8) and len(fine.extra_dec40) == 2
+    images = torch.rand(1, 3, 80, 80) * 2 - 1
+    assert fine.eval()(images).shape == (1, 68, 40, 40)
+    config = resolve_config("improved-lite", {"model.depth": 1, "model.fine_depth": 2})
+    path = tmp_path / "fine.safetensors"
+    save_weights(fine, config, path)
+    loaded, loaded_config, _ = load_generator(path)
+    assert loaded_config.model.fine_depth == 2
+    torch.testing.assert_close(loaded.eval()(images), fine(images))
+    onnx = tmp_path / "fine.onnx"
+    export_onnx(loaded, onnx, config=loaded_config)
+    crops = (np.random.default_rng(0).random((2, 3, 80, 80)) * 255).astype(np.uint8)
+    torch_points, _ = Landmarker(loaded, loaded_config).predict_batch(crops)
+    onnx_points, _ = Landmarker.from_checkpoint(onnx).predict_batch(crops)
+    np.testing.assert_allclose(onnx_points, torch_points, atol=1e-3)
 
 
 def test_landmarker_and_onnx_on_a_lite_checkpoint(lite_run):

@@ -221,22 +221,31 @@ def test_init_from_a_shipped_model_fine_tunes_its_network(tmp_path):
             torch.testing.assert_close(trained["model"][key], value, rtol=0, atol=1e-6)
 
 
-def test_init_from_with_a_larger_depth_grows_the_network_by_identity_blocks(tmp_path):
-    """--depth above the source's with --zero-init-residual: the source's weights load, the new
-    residual convs start at zero, so the grown network computes what the source did."""
+@pytest.mark.parametrize(
+    "grow, new_key", [(["--depth", "3"], ".2."), (["--fine-depth", "1"], "extra_dec40.0.")]
+)
+def test_init_from_with_a_larger_depth_grows_the_network_by_identity_blocks(
+    tmp_path, grow, new_key
+):
+    """--depth or --fine-depth above the source's with --zero-init-residual: the source's
+    weights load, the new residual convs start at zero, so the grown network computes what the
+    source did."""
     from laplace_landmarks.checkpoints import load_generator
     from laplace_landmarks.weights import pretrained_path
 
     run = tmp_path / "run"
     args = train_args(run, tmp_path / "cache", "paper-laplacekl", "--init-from", "rcn-lite-ytf68")
     args = [a for a in args if a not in ("--width", "0.0625")]
-    args += ["--depth", "3", "--zero-init-residual", "--epochs", "1", "--lr", "1e-12"]
+    args += [*grow, "--zero-init-residual", "--epochs", "1", "--lr", "1e-12"]
     assert main(args) == 0
     grown, config, _ = load_generator(run / "best.safetensors")
     shipped, shipped_config, _ = load_generator(pretrained_path("rcn-lite-ytf68"))
-    assert (config.model.depth, shipped_config.model.depth) == (3, 2)
+    grown_to = (config.model.depth, config.model.fine_depth)
+    assert grown_to == ((3, 0) if grow[0] == "--depth" else (2, 1))
+    assert (shipped_config.model.depth, shipped_config.model.fine_depth) == (2, 0)
     new = [k for k in grown.state_dict() if k not in shipped.state_dict()]
-    assert new and all(k.startswith("extra_") and ".2." in k for k in new)
+    assert len(new) == (8 if grow[0] == "--depth" else 2)  # weight and bias per new conv
+    assert all(k.startswith("extra_") and new_key in k for k in new)
     images = torch.rand(2, 3, 80, 80) * 2 - 1
     with torch.no_grad():
         # lr 1e-12 for one epoch: the weights (old and new) move by far less than 1e-6

@@ -59,6 +59,7 @@ TRAIN_FLAG_OVERRIDES = {
     "width": "model.width",
     "depth": "model.depth",
     "zero_init_residual": "model.zero_init_residual",
+    "fine_depth": "model.fine_depth",
     "epochs": "train.epochs",
     "batch_size": "train.batch_size",
     "lr": "train.lr",

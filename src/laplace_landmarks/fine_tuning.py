@@ -31,15 +31,19 @@ def init_model_config(config_dict: dict[str, Any], init_from: str) -> dict[str, 
 
     Fine-tuning starts from another run's network, so its architecture comes from there;
     dropout stays the recipe's (it is a training choice, not a shape). One change is allowed: a
-    larger ``depth`` with ``zero_init_residual`` grows the network by residual convs that start
-    at zero (identity blocks), so the grown network computes what the source did."""
+    larger ``depth`` or ``fine_depth`` with ``zero_init_residual`` grows the network by residual
+    convs that start at zero (identity blocks), so the grown network computes what the source
+    did."""
     _, init_config = _init_source(init_from)
     model = {**init_config.to_dict()["model"]}
     asked = config_dict.get("model", {})
     model["dropout"] = asked.get("dropout", model["dropout"])
-    if asked.get("zero_init_residual") and asked.get("depth", 0) > model["depth"]:
+    grown = {
+        key: asked[key] for key in ("depth", "fine_depth") if asked.get(key, 0) > model.get(key, 0)
+    }
+    if asked.get("zero_init_residual") and grown:
         # growing: the extra residual convs start at zero, so the network is unchanged at first
-        model.update(depth=asked["depth"], zero_init_residual=True)
+        model.update(grown, zero_init_residual=True)
     return {**config_dict, "model": model}
 
 
@@ -63,6 +67,6 @@ def load_init_weights(model: torch.nn.Module, init_from: str) -> None:
         raise LandmarksError(
             f"train: --init-from {init_from}: its network does not match the configured one "
             f"(first differing tensor: {(mismatched or sorted(set(state) - set(own)))[0]}); "
-            "leave --arch/--width/--depth unset to take them from the weights"
+            "leave --arch/--width/--depth/--fine-depth unset to take them from the weights"
         )
     model.load_state_dict(state)

@@ -40,6 +40,7 @@ class ModelConfig:
     dropout: float = 0.2
     depth: int = 0  # extra residual 3x3 convs per coarse scale (rcn-lite, models/rcn_lite.py)
     zero_init_residual: bool = False  # depth > 0: those convs start at zero (identity)
+    fine_depth: int = 0  # extra residual 3x3 convs at the heatmap resolution (rcn-lite)
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ RANGES: dict[str, Range] = {
     "model.num_landmarks": Range(1, 1000),
     "model.dropout": Range(0.0, 1.0, open_high=True),
     "model.depth": Range(0, 8),
+    "model.fine_depth": Range(0, 8),
     "loss.target_scale": Range(0.0, 100.0, open_low=True),
     "loss.temperature": Range(0.01, 100.0),
     "loss.junk_weight": Range(0.0, 10.0),
@@ -294,8 +296,9 @@ def validate(config: RunConfig) -> None:
     for dotted, allowed in RANGES.items():
         allowed.check(dotted, _value(config, dotted))
     _require(
-        not config.model.zero_init_residual or config.model.depth > 0,
-        "model.zero_init_residual needs model.depth > 0 (it initialises the residual convs)",
+        not config.model.zero_init_residual or config.model.depth + config.model.fine_depth > 0,
+        "model.zero_init_residual needs model.depth or model.fine_depth > 0 (it initialises the "
+        "residual convs)",
     )
     _check_model_options(config.model, generators)
     _require(config.data.size % 16 == 0, "data.size must be divisible by 16")

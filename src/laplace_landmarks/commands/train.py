@@ -48,11 +48,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="rcn-lite only: extra residual convs per coarse scale (default 0; same width)",
     )
     p.add_argument(
+        "--fine-depth",
+        type=int,
+        help="rcn-lite only: extra residual convs at the heatmap resolution (40 px for an 80 px "
+        "crop), after the last decoder conv (default 0)",
+    )
+    p.add_argument(
         "--zero-init-residual",
         action="store_true",
         default=None,
-        help="with --depth: start the residual convs at zero (each added block starts as "
-        "identity); with --init-from and a larger --depth than its network: grow that network",
+        help="with --depth / --fine-depth: start the residual convs at zero (each added block "
+        "starts as identity); with --init-from and a larger --depth or --fine-depth than its "
+        "network: grow that network",
     )
     p.add_argument(
         "--init-from",

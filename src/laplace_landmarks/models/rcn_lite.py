@@ -32,6 +32,10 @@ width (at width 1/8, n = 1 adds 1.6 M multiply-adds). ``zero_init_residual`` sta
 at zero, so each block is the identity at initialisation (as in ResNets' zero-init of the last
 norm). It does not stop the first-epoch divergence seen at width 1 with depth 2 and width 1/2
 with depth 4 at the recipe's lr 2e-3; lr 1e-3 does (docs/results.md, session 7).
+
+``fine_depth = n`` (default 0) adds ``n`` such residual convs after dec40, at the heatmap
+resolution (C channels at 40 px: 14.7 M multiply-adds each at width 1/2), where the points are
+placed; ``zero_init_residual`` starts them at zero too.
 Losses, the discriminator and decoding read ``config.output_stride`` and work in heatmap
 pixels, converting from and to crop pixels (``decoding.to_heatmap_units``).
 """
@@ -59,11 +63,14 @@ class RCNLiteConfig(RCNConfig):
     dropout: float = 0.1
     depth: int = 0
     zero_init_residual: bool = False
+    fine_depth: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.depth < 0:
             raise ValueError(f"depth must be >= 0, got {self.depth}")
+        if self.fine_depth < 0:
+            raise ValueError(f"fine_depth must be >= 0, got {self.fine_depth}")
 
     @property
     def output_stride(self) -> int:
@@ -98,29 +105,33 @@ class RCNLite(GeneratorBase):
         )
         self.head = nn.Conv2d(c, config.num_landmarks, 1)
 
-        def extra(channels: int) -> nn.ModuleList:
+        def extra(channels: int, count: int = config.depth) -> nn.ModuleList:
             return nn.ModuleList(
-                [nn.Conv2d(channels, channels, 3, padding=1) for _ in range(config.depth)]
+                [nn.Conv2d(channels, channels, 3, padding=1) for _ in range(count)]
             )
 
-        # empty at depth 0, so older weights files load unchanged
+        # empty at depth 0 / fine_depth 0, so older weights files load unchanged
         self.extra_enc10, self.extra_bottleneck = extra(4 * c), extra(4 * c)
         self.extra_dec10, self.extra_dec20 = extra(2 * c), extra(c)
+        self.extra_dec40 = extra(c, config.fine_depth)
         if config.zero_init_residual:
             for blocks in (
                 self.extra_enc10,
                 self.extra_bottleneck,
                 self.extra_dec10,
                 self.extra_dec20,
+                self.extra_dec40,
             ):
                 for conv in blocks:
                     nn.init.zeros_(conv.weight)
                     nn.init.zeros_(conv.bias)
         self._add_dropout_and_offset(config)
 
-    def _residual(self, x: torch.Tensor, convs: nn.ModuleList) -> torch.Tensor:
+    def _residual(
+        self, x: torch.Tensor, convs: nn.ModuleList, use_dropout: bool = True
+    ) -> torch.Tensor:
         for conv in convs:
-            x = x + self._activate(conv(x))
+            x = x + self._activate(conv(x), use_dropout=use_dropout)
         return x
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -135,12 +146,12 @@ class RCNLite(GeneratorBase):
             skips.append(x)
         x = self._activate(self.bottleneck(F.max_pool2d(x, 2)))
         x = self._residual(x, self.extra_bottleneck)
-        extras = (self.extra_dec10, self.extra_dec20, None)
+        extras = (self.extra_dec10, self.extra_dec20, self.extra_dec40)
         for i, conv in enumerate(self.decoder):
             x = torch.cat([F.interpolate(x, scale_factor=2.0, mode="nearest"), skips.pop()], 1)
-            x = self._activate(conv(x), use_dropout=i < len(self.decoder) - 1)
-            if extras[i] is not None:
-                x = self._residual(x, extras[i])
+            last = i == len(self.decoder) - 1  # no dropout at the heatmap resolution
+            x = self._activate(conv(x), use_dropout=not last)
+            x = self._residual(x, extras[i], use_dropout=not last)
         return self.head(x)
 
 

@@ -16,7 +16,7 @@ Example:
     >>> list_models("generator")
     ['rcn', 'rcn-lite']
     >>> model_entry("rcn-lite").options
-    ('width', 'num_landmarks', 'dropout', 'depth', 'zero_init_residual')
+    ('width', 'num_landmarks', 'dropout', 'depth', 'zero_init_residual', 'fine_depth')
 """
 
 from __future__ import annotations
@@ -159,6 +159,6 @@ register_model("rcn", "laplace_landmarks.models.rcn:rcn", options=_GENERATOR_OPT
 register_model(
     "rcn-lite",
     "laplace_landmarks.models.rcn_lite:rcn_lite",
-    options=(*_GENERATOR_OPTIONS, "depth", "zero_init_residual"),
+    options=(*_GENERATOR_OPTIONS, "depth", "zero_init_residual", "fine_depth"),
 )
 register_model("patchgan", "laplace_landmarks.models.patchgan:patchgan", kind=DISCRIMINATOR)
