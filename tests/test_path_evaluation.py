@@ -121,9 +121,44 @@ def test_cli_refine_0_is_one_pass_from_the_detector_box(tmp_path, capsys, one_th
     assert document["ours"]["nme_per_face"][0] == pytest.approx(expected, abs=1e-6)
 
 
+def test_other_boxes_frame_the_face_as_documented(tmp_path, capsys, one_thread):
+    """--boxes points / loose / jitter: the boxes are what BOX_SOURCES says, the same face's
+    numbers are finite, and the settings and the report name the box source."""
+    from laplace_landmarks.path_evaluation import PathFace, other_box
+
+    gt = load_dataset("300w", "common", root=SLICE_300W).samples[0].points
+    face = PathFace(SLICE_300W, gt, np.ones(68, bool), (10.0, 20.0, 110.0, 120.0), True)
+    (x0, y0), (x1, y1) = gt.min(axis=0), gt.max(axis=0)
+    assert other_box(face, "detector", 0) == face.box
+    np.testing.assert_allclose(other_box(face, "points", 0), (x0, y0, x1, y1))
+    w, h = x1 - x0, y1 - y0
+    loose = (x0 - 0.25 * w, y0 - 0.35 * h, x1 + 0.25 * w, y1 + 0.15 * h)
+    np.testing.assert_allclose(other_box(face, "loose", 0), loose)
+    jitters = np.array([other_box(face, "jitter", i) for i in range(200)])
+    sides = jitters[:, 2] - jitters[:, 0]
+    assert 85 <= sides.min() and sides.max() <= 115  # the side scaled by U(0.85, 1.15)
+    centres = (jitters[:, :2] + jitters[:, 2:]) / 2 - 60  # N(0, 8 px) around (60, 70)
+    centres[:, 1] -= 10
+    assert np.all(np.abs(centres.mean(axis=0)) < 2) and np.all(np.abs(centres.std(axis=0) - 8) < 2)
+    assert other_box(face, "jitter", 3) == other_box(face, "jitter", 3)  # seeded by the index
+    out = tmp_path / "loose.json"
+    args = ["evaluate", "--checkpoint", MODEL, "--data", "300w", "--split", "common"]
+    args += ["--data-root", str(SLICE_300W), "--protocol", "landmarker", "--limit", "2"]
+    assert main([*args, "--boxes", "loose", "--threads", "1", "--json", str(out)]) == 0
+    assert "boxes: loose" in capsys.readouterr().out
+    document = json.loads(out.read_text())
+    assert document["settings"]["boxes"] == "loose"
+    samples = load_dataset("300w", "common", root=SLICE_300W).samples[:2]
+    for entry, sample in zip(document["per_face"], samples, strict=True):
+        labelled = PathFace(SLICE_300W, sample.points, np.ones(68, bool), face.box, True)  # 2 dp
+        np.testing.assert_allclose(entry["box"], other_box(labelled, "loose", 0), atol=0.006)
+    assert all(np.isfinite(document["ours"]["nme_per_face"]))
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
+        (["--boxes", "loose", "--protocol", "crop"], "--boxes needs --protocol landmarker"),
         (["--split", "nope"], "unknown 300w split"),
         (["--data-root", "/nonexistent/300w"], "not found"),
         (["--limit", "0"], "limit: must be >= 1"),

@@ -16,6 +16,9 @@ in image pixels; share of visible point-axes) and the Spearman correlation of pe
 with per-face NME. With a dlib predictor, its 68 points on exactly the same boxes are scored
 beside ours (no uncertainty). Points are (x, y), 0-based, pixel centres at integers.
 
+``boxes`` (:data:`BOX_SOURCES`) swaps the HOG box for another one, the same for every system:
+how the models cope with boxes from other detectors, or drawn by hand.
+
 dlib's ``shape_predictor_68_face_landmarks.dat`` was trained on iBUG 300-W, whose licence excludes
 commercial use; it is used here only for comparison and never ships with this package.
 """
@@ -26,7 +29,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +204,46 @@ def load_landmarker(
     )
 
 
+#: ``evaluate --protocol landmarker --boxes``: where each face's box comes from. ``detector``: the
+#: HOG box (the headline protocol); ``points``: the tight box of the visible ground-truth points
+#: (what landmark-fitted boxes look like); ``loose``: that box grown by 25 % of its width on each
+#: side, 35 % of its height above and 15 % below (a detector that frames the head);
+#: ``jitter``: the detector box with its centre moved by N(0, 0.08 of its side) per axis and its
+#: side scaled by U(0.85, 1.15), seeded per face (``BOX_SEED`` + its index).
+BOX_SOURCES = ("detector", "points", "loose", "jitter")
+BOX_SEED = 0
+
+
+def other_box(face: PathFace, source: str, index: int) -> Box:
+    """``face``'s box for the ``source`` of :data:`BOX_SOURCES` (``index``: its place in the
+    scored list, which seeds ``jitter``)."""
+    if source == "detector":
+        return face.box
+    if source == "jitter":
+        rng = np.random.default_rng(BOX_SEED + index)
+        x0, y0, x1, y1 = face.box
+        side = max(x1 - x0, y1 - y0)
+        cx, cy = (
+            (x0 + x1) / 2 + rng.normal(0, 0.08 * side),
+            (y0 + y1) / 2 + rng.normal(0, 0.08 * side),
+        )
+        half = side * rng.uniform(0.85, 1.15) / 2
+        return (cx - half, cy - half, cx + half, cy + half)
+    shown = face.points[face.visible]
+    (x0, y0), (x1, y1) = shown.min(axis=0), shown.max(axis=0)
+    if source == "points":
+        return (float(x0), float(y0), float(x1), float(y1))
+    if source == "loose":
+        w, h = x1 - x0, y1 - y0
+        return (
+            float(x0 - 0.25 * w),
+            float(y0 - 0.35 * h),
+            float(x1 + 0.25 * w),
+            float(y1 + 0.15 * h),
+        )
+    raise LandmarksError(f"boxes: must be one of {BOX_SOURCES}, got {source!r:.40}")
+
+
 def path_faces(
     samples: Sequence[Any],
     detector: Callable[[np.ndarray], list],
@@ -289,6 +332,7 @@ def run_landmarker_protocol(
     threshold: float = 0.08,
     refine: bool | int | None = None,
     first_pass: str | bool | None = None,
+    boxes: str = "detector",
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """``evaluate --protocol landmarker``: load everything, run :func:`path_faces` and
@@ -300,12 +344,15 @@ def run_landmarker_protocol(
     from laplace_landmarks.data.datasets import default_split
     from laplace_landmarks.machine import cpu_name
 
+    if boxes not in BOX_SOURCES:
+        raise LandmarksError(f"boxes: must be one of {BOX_SOURCES}, got {boxes!r:.40}")
     split = split or default_split(data, "test")
     predictor_path = find_dlib_predictor(dlib_predictor) if dlib else None
     samples = load_labelled_faces(data, split, root, limit)
     landmarker = load_landmarker(checkpoint, flip_test, threads, refine, first_pass)
     predictor = None if predictor_path is None else load_dlib_predictor(predictor_path)
     faces = path_faces(samples, landmarker.detector, progress)
+    faces = [replace(f, box=other_box(f, boxes, i)) for i, f in enumerate(faces)]
     result = evaluate_path(landmarker, faces, predictor, threshold, progress)
     settings = {
         "checkpoint": str(checkpoint),
@@ -322,6 +369,7 @@ def run_landmarker_protocol(
         "threshold": threshold,
         "detector": "dlib HOG, upsample 1",
         "fallback_box": "detector-equivalent box of the ground-truth 5-point crop",
+        "boxes": boxes,
         "dlib_predictor": None if predictor_path is None else str(predictor_path),
     }
     machine = {"cpu": cpu_name(), "cpu_count": os.cpu_count()}
@@ -341,6 +389,7 @@ def format_path_report(result: dict[str, Any]) -> str:
         f"{result['no_detection']} without a HOG detection (scored from the fallback box)",
         f"model {s['model']} (refine {s['refine']}, flip_test {s['flip_test']}"
         + (f", first pass {s['first_pass']}" if s.get("first_pass") else "")
+        + ("" if s.get("boxes", "detector") == "detector" else f"; boxes: {s['boxes']}")
         + "); "
         f"inter-ocular NME; CPU {result['machine']['cpu']}",
         "",

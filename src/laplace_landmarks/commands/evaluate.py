@@ -82,6 +82,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_first_pass(p, "landmarker protocol: ")
     p.add_argument(
+        "--boxes",
+        choices=("detector", "points", "loose", "jitter"),  # path_evaluation.BOX_SOURCES
+        help="landmarker protocol: each face's box, the same for every system: detector (the "
+        "HOG box; default), points (the tight box of the ground-truth points), loose (that box "
+        "grown: 25 %% of its width per side, 35 %% of its height above, 15 %% below), jitter "
+        "(the HOG box moved by N(0, 8 %%) and scaled by U(0.85, 1.15), seeded)",
+    )
+    p.add_argument(
         "--dlib", action="store_true", help="landmarker protocol: score dlib's predictor too"
     )
     p.add_argument(
@@ -128,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
         "--flip-test/--no-flip-test": args.flip_test is not None,
         "--refine": args.refine is not None,
         "--first-pass": args.first_pass is not None,
+        "--boxes": args.boxes is not None,
     }
     given = [flag for flag, used in path_only.items() if used]
     if given:
@@ -180,6 +189,7 @@ def _run_landmarker(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         refine=args.refine,
         first_pass=args.first_pass,
+        boxes=args.boxes or "detector",
         progress=progress,
     )
     print(format_path_report(result))
