@@ -226,8 +226,8 @@ def test_shipped_default_recipe_grows_the_network_and_adds_the_junk_term(
     tmp_path, data_root, capsys, monkeypatch
 ):
     """``300w-dlib-accurate`` (how the default model is made), tiny: dlib's labels on the
-    unlabelled slice, the same labels with the network grown to depth 1, then 300W with the
-    junk term, then calibration."""
+    unlabelled slice, the same labels with the network grown to depth 1, more epochs on them,
+    then 300W with the junk term, then calibration."""
     from laplace_landmarks.errors import LandmarksError
     from laplace_landmarks.path_evaluation import find_dlib_predictor
 
@@ -242,11 +242,16 @@ def test_shipped_default_recipe_grows_the_network_and_adds_the_junk_term(
     args += ["--num-unlabeled", "8", "--cache-dir", "cache"]
     assert main(args) == 0, capsys.readouterr().err[-2000:]
     stages = json.loads(Path("run/pipeline.json").read_text())["stages"]
-    assert [s["name"] for s in stages] == ["dlib-labels", "dlib-labels-deeper", "300w"]
+    names = ["dlib-labels", "dlib-labels-deeper", "dlib-labels-longer", "300w"]
+    assert [s["name"] for s in stages] == names
     depths = [s["config"]["model"]["depth"] for s in stages]
-    assert depths == [0, 1, 1] and stages[1]["config"]["model"]["zero_init_residual"]
-    assert [s["config"]["loss"]["junk_weight"] for s in stages] == [0.0, 0.0, 0.01]
-    assert [s["config"]["data"]["dataset"] for s in stages] == ["folder", "folder", "300w"]
+    assert depths == [0, 1, 1, 1] and stages[1]["config"]["model"]["zero_init_residual"]
+    assert [s["config"]["loss"]["junk_weight"] for s in stages] == [0.0, 0.0, 0.0, 0.01]
+    assert [s["config"]["data"]["dataset"] for s in stages] == ["folder"] * 3 + ["300w"]
+    assert [s["config"]["train"]["init_from"] for s in stages[2:]] == [
+        str(Path("run/dlib-labels-deeper/best.safetensors")),
+        str(Path("run/dlib-labels-longer/best.safetensors")),
+    ]
     model, config, _ = load_generator(Path("run/calibrated.safetensors"))
     assert config.model.depth == 1 and config.model.width == 0.5
     assert any(k.startswith("extra_enc10.0") for k in model.state_dict())
