@@ -228,9 +228,10 @@ class Landmarker:
 
         Runs the model's shipped ONNX file on ONNX Runtime unless ``backend="torch"`` (which
         loads its weights; needs PyTorch) or an ``onnx_path`` is given; ``model`` loads the
-        torch generator on first use. ``flip_test`` left out (or None) takes the model's own
-        setting from the index (``rcn-lite-accurate`` mirrors its final pass; the faster models
-        do not).
+        torch generator on first use. ``flip_test`` and ``first_pass`` left out (or None) take
+        the model's own settings from the index (``rcn-lite-accurate`` starts from ``rcn-lite``'s
+        one pass and mirrors its final pass; ``rcn-lite-medium`` starts from ``rcn-lite`` too;
+        ``refine=0`` goes without a first-pass model). ``first_pass=False``: the model's own.
         """
         from laplace_landmarks.weights import pretrained_entry
 
