@@ -80,10 +80,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the detector box; default: the model's own setting: 0 for a model trained on detector "
         "crops, else 1)",
     )
+    from laplace_landmarks.path_evaluation import BOX_SOURCES  # no torch
+
     add_first_pass(p, "landmarker protocol: ")
     p.add_argument(
         "--boxes",
-        choices=("detector", "points", "loose", "jitter"),  # path_evaluation.BOX_SOURCES
+        choices=BOX_SOURCES,
         help="landmarker protocol: each face's box, the same for every system: detector (the "
         "HOG box; default), points (the tight box of the ground-truth points), loose (that box "
         "grown: 25 %% of its width per side, 35 %% of its height above, 15 %% below), jitter "
