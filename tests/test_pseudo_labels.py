@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import UNLABELED_SLICE
+from conftest import TEST_DATA, UNLABELED_SLICE
 from PIL import Image
 
 from laplace_landmarks.cli import main
@@ -127,3 +127,48 @@ def test_a_listed_second_folder_is_added_keeping_each_person_on_one_side(tmp_pat
     listing.write_text("image\nnot/there.jpg\n")
     assert main([*elsewhere, "--only", str(listing)]) == 2
     assert "names none of the images" in capsys.readouterr().err
+
+
+def _mirror_back(points: np.ndarray, width: int) -> np.ndarray:
+    from laplace_landmarks.data.markups import MIRROR_PERMUTATIONS
+
+    back = points[np.asarray(MIRROR_PERMUTATIONS[68])]
+    back[:, 0] = width - 1 - back[:, 0]
+    return back
+
+
+def test_the_tta_teacher_is_dlib_made_steadier_and_mirror_symmetric():
+    """``--tta``: the median of 14 dlib runs stays on dlib's answer (well within a pupil's width)
+    and, its box set being left-right symmetric, gives the mirror of its answer on the mirror
+    image (up to dlib's whole-pixel box rounding)."""
+    from laplace_landmarks.data.images import load_image
+    from laplace_landmarks.detection import fallback_box
+    from laplace_landmarks.path_evaluation import load_dlib_predictor
+    from laplace_landmarks.pseudo_labels import TTA_BOXES, teacher_points
+
+    predictor = load_dlib_predictor(_predictor_or_skip())
+    assert TTA_BOXES[0] == (0.0, 0.0, 1.0) and len(set(TTA_BOXES)) == len(TTA_BOXES)
+    faces = load_dataset("300w", "train", TEST_DATA / "300w_slice").samples[:4]
+    for sample in faces:
+        rgb = np.asarray(load_image(sample.image_path))
+        box = fallback_box(sample.points)
+        plain = teacher_points(predictor, rgb, box)
+        steady = teacher_points(predictor, rgb, box, tta=True)
+        interocular = np.linalg.norm(sample.points[36] - sample.points[45])
+        assert steady.shape == (68, 2) and np.isfinite(steady).all()
+        assert np.linalg.norm(steady - plain, axis=1).mean() < 0.08 * interocular
+        width = rgb.shape[1]
+        mirrored_box = (width - box[2], box[1], width - box[0], box[3])
+        mirrored = teacher_points(predictor, np.ascontiguousarray(rgb[:, ::-1]), mirrored_box, True)
+        gap = np.linalg.norm(_mirror_back(mirrored, width) - steady, axis=1).mean()
+        assert gap < 0.02 * interocular, (sample.image_path, gap / interocular)
+
+
+def test_tta_labels_say_so(tmp_path):
+    _predictor_or_skip()
+    out = tmp_path / "labels"
+    args = ["data", "pseudo-label", str(UNLABELED_SLICE), "--out", str(out), "--limit", "2"]
+    assert main([*args, "--tta"]) == 0
+    summary = json.loads((out / "labels.json").read_text())
+    assert summary["tta"] is True
+    assert len(list(out.rglob("*.pts"))) == summary["counts"]["train"] + summary["counts"]["val"]

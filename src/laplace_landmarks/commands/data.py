@@ -94,6 +94,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="add to the labels OUT already holds, under OUT/{train,val}/NAME/; a person already "
         "in OUT keeps that split",
     )
+    label.add_argument(
+        "--tta",
+        action="store_true",
+        help="the teacher's test-time augmentation: the median of dlib's points on the box, 6 "
+        "moved or scaled boxes and all 7 in the mirror image (14 predictor calls per face)",
+    )
     label.set_defaults(func=run_pseudo_label)
 
 
@@ -303,6 +309,7 @@ def run_pseudo_label(args: argparse.Namespace) -> int:
         limit=args.limit,
         only=args.only,
         add_as=args.add_as,
+        tta=args.tta,
     )
     counts = summary["added"][-1]["counts"] if args.add_as else summary["counts"]
     print(
