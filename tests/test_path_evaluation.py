@@ -87,6 +87,17 @@ def test_dlib_row_on_the_same_boxes(one_thread):
     assert both["dlib"]["nme_percent_mean"] < 10.0  # dlib was trained on 300-W: a few %
     assert "coverage_90" not in both["dlib"]
     assert all(f["nme_dlib"] is not None for f in both["per_face"])
+    assert both["dlib_tta"] is None
+
+
+def test_dlib_tta_row_is_the_pseudo_label_teacher(one_thread, capsys):
+    _dlib_predictor_or_skip()
+    args = ["evaluate", "--checkpoint", MODEL, "--data", "300w", "--split", "common"]
+    args += ["--data-root", str(SLICE_300W), "--protocol", "landmarker", "--limit", "3"]
+    assert main([*args, "--dlib-tta", "--threads", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "| dlib, median of 7 boxes and their mirrors (pseudo-label --tta) | 3 |" in printed
+    assert "| dlib shape predictor" in printed  # --dlib-tta brings the plain row too
 
 
 def test_cli_json_holds_the_label_and_settings(tmp_path, capsys, one_thread):

@@ -266,20 +266,24 @@ def evaluate_path(
     dlib_predictor: Any = None,
     threshold: float = 0.08,
     progress: Callable[[str, int, int], None] | None = None,
+    dlib_tta: bool = False,
 ) -> dict[str, Any]:
     """Score ``landmarker`` (and a loaded dlib ``shape_predictor``, if given) on ``faces``.
 
     Each face is predicted by ``landmarker.predict(image, boxes=[face.box])``. Returns
     ``faces``, ``no_detection``, ``ours`` and ``dlib`` (None without a predictor; see
-    :func:`score`), ``seconds`` (ours, dlib: prediction time only) and ``per_face`` details.
+    :func:`score`), ``dlib_tta`` (with ``dlib_tta`` and a predictor: the ``pseudo-label --tta``
+    teacher, :func:`~laplace_landmarks.pseudo_labels.teacher_points`, on the same boxes; else
+    None), ``seconds`` (ours, dlib: prediction time only) and ``per_face`` details.
     """
     from laplace_landmarks.data.images import load_image
+    from laplace_landmarks.pseudo_labels import teacher_points
 
     if not threshold > 0:
         raise LandmarksError(f"threshold: must be > 0, got {threshold}")
     if not faces:
         raise LandmarksError("faces: nothing to score")
-    ours, ours_scale, theirs = [], [], []
+    ours, ours_scale, theirs, steadied = [], [], [], []
     seconds = {"ours": 0.0, "dlib": 0.0}
     for index, face in enumerate(faces):
         rgb = load_image(face.image_path)
@@ -292,17 +296,21 @@ def evaluate_path(
             start = time.perf_counter()
             theirs.append(dlib_points(dlib_predictor, rgb, face.box))
             seconds["dlib"] += time.perf_counter() - start
+            if dlib_tta:
+                steadied.append(teacher_points(dlib_predictor, rgb, face.box, tta=True))
         if progress is not None:
             progress("predict", index + 1, len(faces))
     gt = np.stack([f.points for f in faces])
     visible = np.stack([f.visible for f in faces])
     ours_row = score(np.stack(ours), gt, visible, np.stack(ours_scale), threshold)
     dlib_row = score(np.stack(theirs), gt, visible, None, threshold) if theirs else None
+    tta_row = score(np.stack(steadied), gt, visible, None, threshold) if steadied else None
     return {
         "faces": len(faces),
         "no_detection": sum(not f.detected for f in faces),
         "ours": ours_row,
         "dlib": dlib_row,
+        "dlib_tta": tta_row,
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "per_face": [_face_detail(f, i, ours_row, dlib_row) for i, f in enumerate(faces)],
     }
@@ -329,6 +337,7 @@ def run_landmarker_protocol(
     threads: int | None = None,
     dlib: bool = False,
     dlib_predictor: str | Path | None = None,
+    dlib_tta: bool = False,
     threshold: float = 0.08,
     refine: bool | int | None = None,
     first_pass: str | bool | None = None,
@@ -347,13 +356,13 @@ def run_landmarker_protocol(
     if boxes not in BOX_SOURCES:
         raise LandmarksError(f"boxes: must be one of {BOX_SOURCES}, got {boxes!r:.40}")
     split = split or default_split(data, "test")
-    predictor_path = find_dlib_predictor(dlib_predictor) if dlib else None
+    predictor_path = find_dlib_predictor(dlib_predictor) if dlib or dlib_tta else None
     samples = load_labelled_faces(data, split, root, limit)
     landmarker = load_landmarker(checkpoint, flip_test, threads, refine, first_pass)
     predictor = None if predictor_path is None else load_dlib_predictor(predictor_path)
     faces = path_faces(samples, landmarker.detector, progress)
     faces = [replace(f, box=other_box(f, boxes, i)) for i, f in enumerate(faces)]
-    result = evaluate_path(landmarker, faces, predictor, threshold, progress)
+    result = evaluate_path(landmarker, faces, predictor, threshold, progress, dlib_tta)
     settings = {
         "checkpoint": str(checkpoint),
         "model": landmarker.name,
@@ -371,6 +380,7 @@ def run_landmarker_protocol(
         "fallback_box": "detector-equivalent box of the ground-truth 5-point crop",
         "boxes": boxes,
         "dlib_predictor": None if predictor_path is None else str(predictor_path),
+        "dlib_tta": dlib_tta,
     }
     machine = {"cpu": cpu_name(), "cpu_count": os.cpu_count()}
     return {
@@ -400,6 +410,12 @@ def format_path_report(result: dict[str, Any]) -> str:
     ]
     if result["dlib"] is not None:
         lines.append(_row("dlib shape predictor (68, iBUG 300-W, non-commercial)", result["dlib"]))
+    if result.get("dlib_tta") is not None:
+        lines.append(
+            _row(
+                "dlib, median of 7 boxes and their mirrors (pseudo-label --tta)", result["dlib_tta"]
+            )
+        )
     return "\n".join(lines)
 
 

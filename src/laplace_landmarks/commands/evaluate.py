@@ -95,6 +95,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--dlib", action="store_true", help="landmarker protocol: score dlib's predictor too"
     )
     p.add_argument(
+        "--dlib-tta",
+        action="store_true",
+        help="landmarker protocol: also score dlib as the pseudo-label --tta teacher (the median "
+        "of its points on 7 boxes and their mirror images; 14 calls per face)",
+    )
+    p.add_argument(
         "--dlib-predictor",
         help="dlib's shape_predictor_68_face_landmarks.dat (default: face-recognition-models' "
         "copy, else /usr/share/dlib)",
@@ -133,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_landmarker(args)
     path_only = {
         "--dlib": args.dlib,
+        "--dlib-tta": args.dlib_tta,
         "--dlib-predictor": args.dlib_predictor is not None,
         "--limit": args.limit is not None,
         "--flip-test/--no-flip-test": args.flip_test is not None,
@@ -188,6 +195,7 @@ def _run_landmarker(args: argparse.Namespace) -> int:
         threads=args.threads,
         dlib=args.dlib or args.dlib_predictor is not None,
         dlib_predictor=args.dlib_predictor,
+        dlib_tta=args.dlib_tta,
         threshold=args.threshold,
         refine=args.refine,
         first_pass=args.first_pass,
