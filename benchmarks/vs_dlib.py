@@ -41,16 +41,11 @@ from laplace_landmarks.data.crops import warp_crop
 from laplace_landmarks.data.datasets import load_dataset
 from laplace_landmarks.data.images import load_image
 from laplace_landmarks.detection import DlibHogDetector, crop_from_detection
+from laplace_landmarks.dlib_reference import dlib_points, find_dlib_predictor
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.inference import Landmarker
 from laplace_landmarks.machine import cpu_name
-from laplace_landmarks.path_evaluation import (
-    PathFace,
-    dlib_points,
-    evaluate_path,
-    find_dlib_predictor,
-    path_faces,
-)
+from laplace_landmarks.path_evaluation import PathFace, evaluate_path, path_faces
 
 
 def detected_faces(faces: list[PathFace]) -> list[tuple]:

@@ -19,9 +19,10 @@ from laplace_landmarks.detection import (
     fallback_box,
 )
 from laplace_landmarks.detection import detection_holding as matching_detection
+from laplace_landmarks.dlib_reference import find_dlib_predictor
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.inference import Landmarker
-from laplace_landmarks.path_evaluation import find_dlib_predictor, run_landmarker_protocol
+from laplace_landmarks.path_evaluation import run_landmarker_protocol
 
 SLICE_300W = TEST_DATA / "300w_slice"  # helen/testset: 8 faces, so 300w/common loads
 MODEL = "rcn-lite"  # the fastest shipped model

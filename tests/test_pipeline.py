@@ -228,8 +228,8 @@ def test_shipped_default_recipe_grows_the_network_and_adds_the_junk_term(
     """``300w-dlib-accurate`` (how the default model is made), tiny: dlib's labels on the
     unlabelled slice, the same labels with the network grown to depth 1, more epochs on them,
     then 300W with the junk term, then calibration."""
+    from laplace_landmarks.dlib_reference import find_dlib_predictor
     from laplace_landmarks.errors import LandmarksError
-    from laplace_landmarks.path_evaluation import find_dlib_predictor
 
     try:
         find_dlib_predictor()

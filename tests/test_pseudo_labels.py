@@ -13,8 +13,8 @@ from PIL import Image
 
 from laplace_landmarks.cli import main
 from laplace_landmarks.data.datasets import load_dataset
+from laplace_landmarks.dlib_reference import find_dlib_predictor
 from laplace_landmarks.errors import LandmarksError
-from laplace_landmarks.path_evaluation import find_dlib_predictor
 from laplace_landmarks.pseudo_labels import central_detection, pseudo_label_folder
 
 
@@ -143,8 +143,7 @@ def test_the_tta_teacher_is_dlib_made_steadier_and_mirror_symmetric():
     image (up to dlib's whole-pixel box rounding)."""
     from laplace_landmarks.data.images import load_image
     from laplace_landmarks.detection import fallback_box
-    from laplace_landmarks.path_evaluation import load_dlib_predictor
-    from laplace_landmarks.pseudo_labels import TTA_BOXES, teacher_points
+    from laplace_landmarks.dlib_reference import TTA_BOXES, load_dlib_predictor, teacher_points
 
     predictor = load_dlib_predictor(_predictor_or_skip())
     assert TTA_BOXES[0] == (0.0, 0.0, 1.0) and len(set(TTA_BOXES)) == len(TTA_BOXES)

@@ -10,8 +10,8 @@ import pytest
 
 from laplace_landmarks import speed
 from laplace_landmarks.cli import main
+from laplace_landmarks.dlib_reference import find_dlib_predictor
 from laplace_landmarks.errors import LandmarksError
-from laplace_landmarks.path_evaluation import find_dlib_predictor
 
 SLICE = Path(__file__).parent / "data" / "300w_slice"
 

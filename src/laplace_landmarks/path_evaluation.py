@@ -36,6 +36,12 @@ from typing import Any
 import numpy as np
 
 from laplace_landmarks.detection import labelled_face_box
+from laplace_landmarks.dlib_reference import (
+    dlib_points,
+    find_dlib_predictor,
+    load_dlib_predictor,
+    teacher_points,
+)
 from laplace_landmarks.errors import LandmarksError
 from laplace_landmarks.evaluation import (
     auc_at,
@@ -46,8 +52,6 @@ from laplace_landmarks.evaluation import (
 )
 
 Box = tuple[float, float, float, float]
-DEBIAN_PREDICTOR = Path("/usr/share/dlib/shape_predictor_68_face_landmarks.dat")
-INSTALL_HINT = "pip install face-recognition-models (or apt-get install libdlib-data)"
 
 
 @dataclass(frozen=True)
@@ -71,58 +75,6 @@ def face_for(sample: Any, rgb: np.ndarray, detector: Callable[[np.ndarray], list
     visible = np.asarray(visible, bool)
     box, detected = labelled_face_box(detector(rgb), sample.points, visible)
     return PathFace(Path(sample.image_path), np.asarray(sample.points), visible, box, detected)
-
-
-def find_dlib_predictor(path: str | Path | None = None) -> Path:
-    """dlib's 68-point model: ``path``, else face-recognition-models' copy, else Debian's.
-
-    Raises LandmarksError (one line, with how to install) when none is there.
-    """
-    if path is not None:
-        if not Path(path).is_file():
-            raise LandmarksError(f"dlib-predictor: {path} is not a file")
-        return Path(path)
-    found = _face_recognition_models_file()
-    if found is not None:
-        return found
-    if DEBIAN_PREDICTOR.is_file():
-        return DEBIAN_PREDICTOR
-    raise LandmarksError(f"dlib: shape_predictor_68_face_landmarks.dat not found; {INSTALL_HINT}")
-
-
-def _face_recognition_models_file() -> Path | None:
-    """The 68-point file inside face-recognition-models, found without importing the package
-    (its ``pose_predictor_model_location()`` needs ``pkg_resources``, gone from new setuptools)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or spec.origin is None:
-        return None
-    found = Path(spec.origin).parent / "models" / "shape_predictor_68_face_landmarks.dat"
-    return found if found.is_file() else None
-
-
-def load_dlib_predictor(path: str | Path | None = None) -> Any:
-    """dlib's ``shape_predictor`` from ``path`` (see :func:`find_dlib_predictor`); a file dlib
-    cannot read is a one-line LandmarksError naming it."""
-    import dlib
-
-    found = find_dlib_predictor(path)
-    try:
-        return dlib.shape_predictor(str(found))
-    except RuntimeError as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise LandmarksError(f"dlib: {found} is not a dlib shape predictor ({message})") from None
-
-
-def dlib_points(predictor: Any, rgb: np.ndarray, box: Box) -> np.ndarray:
-    """dlib's (68, 2) points for one box; the box is rounded to dlib's inclusive pixel rectangle
-    (a HOG detection's own rectangle comes back unchanged)."""
-    import dlib
-
-    x0, y0, x1, y1 = box
-    rect = dlib.rectangle(round(x0 + 0.5), round(y0 + 0.5), round(x1 - 0.5), round(y1 - 0.5))
-    return np.array([(p.x, p.y) for p in predictor(rgb, rect).parts()], dtype=np.float64)
 
 
 def score(
@@ -273,11 +225,10 @@ def evaluate_path(
     Each face is predicted by ``landmarker.predict(image, boxes=[face.box])``. Returns
     ``faces``, ``no_detection``, ``ours`` and ``dlib`` (None without a predictor; see
     :func:`score`), ``dlib_tta`` (with ``dlib_tta`` and a predictor: the ``pseudo-label --tta``
-    teacher, :func:`~laplace_landmarks.pseudo_labels.teacher_points`, on the same boxes; else
+    teacher, :func:`~laplace_landmarks.dlib_reference.teacher_points`, on the same boxes; else
     None), ``seconds`` (ours, dlib: prediction time only) and ``per_face`` details.
     """
     from laplace_landmarks.data.images import load_image
-    from laplace_landmarks.pseudo_labels import teacher_points
 
     if not threshold > 0:
         raise LandmarksError(f"threshold: must be > 0, got {threshold}")

@@ -84,46 +84,6 @@ def _splits_of_people(out: Path) -> dict[str, str]:
     }
 
 
-#: (dx, dy, scale) of the boxes the ``tta`` teacher runs on: shifts in units of the box width.
-TTA_BOXES: tuple[tuple[float, float, float], ...] = (
-    (0.0, 0.0, 1.0),
-    (0.04, 0.0, 1.0),
-    (-0.04, 0.0, 1.0),
-    (0.0, 0.04, 1.0),
-    (0.0, -0.04, 1.0),
-    (0.0, 0.0, 1.06),
-    (0.0, 0.0, 0.94),
-)
-
-
-def teacher_points(predictor, rgb: np.ndarray, box, tta: bool = False) -> np.ndarray:
-    """dlib's 68 points (float64, image pixels) for ``box`` in ``rgb``; with ``tta`` the
-    per-coordinate median over :data:`TTA_BOXES` in the image and in its mirror image."""
-    from laplace_landmarks.data.markups import MIRROR_PERMUTATIONS
-    from laplace_landmarks.path_evaluation import dlib_points
-
-    if not tta:
-        return dlib_points(predictor, rgb, box)
-    width = rgb.shape[1]
-    mirrored = np.ascontiguousarray(rgb[:, ::-1])
-    permutation = np.asarray(MIRROR_PERMUTATIONS[68])
-    x0, y0, x1, y1 = box
-    side, cx, cy = x1 - x0, (x0 + x1) / 2, (y0 + y1) / 2
-    runs = []
-    for dx, dy, scale in TTA_BOXES:
-        half_w, half_h = (x1 - x0) * scale / 2, (y1 - y0) * scale / 2
-        mx, my = cx + dx * side, cy + dy * side
-        moved = (mx - half_w, my - half_h, mx + half_w, my + half_h)
-        runs.append(dlib_points(predictor, rgb, moved))
-        back = dlib_points(
-            predictor, mirrored, (width - moved[2], moved[1], width - moved[0], moved[3])
-        )
-        back = back[permutation]
-        back[:, 0] = width - 1 - back[:, 0]
-        runs.append(back)
-    return np.median(np.stack(runs), axis=0)
-
-
 def pseudo_label_folder(
     images: str | Path,
     out: str | Path,
@@ -143,14 +103,18 @@ def pseudo_label_folder(
     left out. ``add_as``: add to the dataset ``out`` already holds, under ``OUT/<split>/<add_as>/``;
     a person already in ``out`` (same sub-folder name) keeps that split, the others are drawn as
     usual, so train and val still share no person. ``tta``: the teacher's test-time
-    augmentation (:func:`teacher_points`).
+    augmentation (:func:`~laplace_landmarks.dlib_reference.teacher_points`).
 
     Returns the summary written to ``out/labels.json``. Raises LandmarksError for a missing
     input folder, an output folder that already holds labels (without ``add_as``) or holds none
     (with it), a list that names none of the images, or no labelled face at all.
     """
     from laplace_landmarks.detection import DlibHogDetector
-    from laplace_landmarks.path_evaluation import find_dlib_predictor, load_dlib_predictor
+    from laplace_landmarks.dlib_reference import (
+        find_dlib_predictor,
+        load_dlib_predictor,
+        teacher_points,
+    )
 
     images, out = Path(images), Path(out)
     if not images.is_dir():

@@ -1,7 +1,7 @@
 """Our shipped models against dlib's 68-point predictor, timed side by side (``bench --vs-dlib``).
 
 Everything runs on the core install (ONNX Runtime, no PyTorch) plus dlib's model file, which is
-benchmark-only (see :func:`~laplace_landmarks.path_evaluation.find_dlib_predictor`). One thread
+benchmark-only (see :func:`~laplace_landmarks.dlib_reference.find_dlib_predictor`). One thread
 for both systems. Three measurements, each on the same photos and boxes for both:
 
 - **per face**: the whole ``Landmarker.predict(image, boxes=[box])`` against dlib's
@@ -106,14 +106,9 @@ def compare_with_dlib(
     from laplace_landmarks.data.datasets import default_split
     from laplace_landmarks.data.images import load_image
     from laplace_landmarks.detection import DlibHogDetector
+    from laplace_landmarks.dlib_reference import dlib_points, load_dlib_predictor
     from laplace_landmarks.inference import Landmarker
-    from laplace_landmarks.path_evaluation import (
-        dlib_points,
-        load_dlib_predictor,
-        load_labelled_faces,
-        path_faces,
-        split_label,
-    )
+    from laplace_landmarks.path_evaluation import load_labelled_faces, path_faces, split_label
 
     if faces < 1:
         raise LandmarksError(f"faces: must be >= 1, got {faces}")
