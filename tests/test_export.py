@@ -23,6 +23,7 @@ from laplace_landmarks.inference import Landmarker
 from laplace_landmarks.models import create_model
 from laplace_landmarks.onnx_cache import cached_export
 from laplace_landmarks.onnx_runtime import INSTALL_HINT, OnnxSession, require_onnx
+from laplace_landmarks.run_config import RunConfig
 
 YTF68_SLICE = Path(__file__).resolve().parent / "data" / "ytf68_slice"
 SAMPLE = Path(str(resources.files("laplace_landmarks") / "samples")) / "lfw_Naomi_Watts0.jpg"
@@ -107,6 +108,33 @@ def test_shipped_model_export_cli_reports_difference(tmp_path, capsys, crops):
     # Two stages: a 1e-5 px difference in the first estimate moves the 5-point re-crop and its
     # bilinear samples, which the second pass turns into a few 1e-3 px (measured 0.004 px).
     np.testing.assert_allclose(face_onnx.points, face_torch.points, atol=1e-2)  # image pixels
+
+
+@needs_onnx
+def test_a_model_trained_on_larger_crops_exports_at_its_crop_size(tiny, tmp_path, monkeypatch):
+    """A model trained at 112 px (``[data] size = 112``; the network's own config still says 80)
+    exports at 112 px: as a file with the config in its metadata, and into the backend's cache."""
+    config = RunConfig.from_dict({**RunConfig().to_dict(), "data": {"size": 112}})
+    big = sample_crops(112)
+    path = export_onnx(tiny, tmp_path / "big.onnx", config=config)
+    session = OnnxSession(path, threads=1)
+    assert session.session.get_inputs()[0].shape[1:] == [3, 112, 112]
+    points, scale = session.predict(big)
+    reference, reference_scale = predict_crops(tiny, big)
+    assert np.abs(points - reference.numpy()).max() < TOLERANCE_PX
+    assert np.abs(scale - reference_scale.numpy()).max() < TOLERANCE_PX
+    alone = Landmarker(None, backend="onnx", onnx_path=path, threads=1)  # size from the metadata
+    assert alone.crop_size == 112
+    monkeypatch.setenv("LAPLACE_LANDMARKS_CACHE", str(tmp_path / "cache"))
+    cached = Landmarker(tiny, config, backend="onnx", threads=1)
+    torch_path = Landmarker(tiny, config, threads=1)
+    assert cached._onnx.path != cached_export(tiny)  # not the 80 px export of the same weights
+    # Two passes (box crop, then the 5-point re-crop): a 1e-5 px difference in the first estimate
+    # moves the re-crop's bilinear samples by a few 1e-3 px (as for the shipped model above).
+    for other in (alone, cached):
+        np.testing.assert_allclose(
+            other.predict(SAMPLE)[0].points, torch_path.predict(SAMPLE)[0].points, atol=1e-2
+        )
 
 
 @needs_onnx

@@ -122,7 +122,8 @@ def export_onnx(
         path: the ``.onnx`` file to write (one self-contained file, weights inside).
         input_dtype: ``"uint8"`` ([0, 255], default) or ``"float32"`` ([0, 1]).
         opset: the ONNX opset (18 by default; the dynamo exporter needs >= 18).
-        crop_size: S; default ``model.config.input_size`` or 80.
+        crop_size: S; default ``config.data.size`` (the crops the model was trained on), else
+            ``model.config.input_size``, else 80.
         config: the run config to store in the file's metadata (the Landmarker that loads the
             file alone takes its crop size and landmark count from it); None stores none.
 
@@ -131,6 +132,8 @@ def export_onnx(
     """
     require_onnx("onnx", "onnxscript")
     path = Path(path)
+    if crop_size is None and config is not None:
+        crop_size = int(config.data.size)
     size = crop_size or model_crop_size(model)
     was_training = model.training
     wrapper = CropsToLandmarks(model, input_dtype).eval()

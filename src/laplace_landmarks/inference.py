@@ -177,13 +177,17 @@ class Landmarker:
         self._model = None if model is None else model.eval()
         self._weights: Path | None = None  # where ``model`` loads from on first use, if known
         self.backend, self.threads, self.batch_size = backend, threads, int(batch_size)
-        self._onnx = _onnx_session(model, onnx_path, threads) if backend == "onnx" else None
-        if config is None and model is None:
-            from laplace_landmarks.onnx_runtime import onnx_config
+        self._onnx = None
+        if model is None:  # an ONNX file alone: its metadata holds the config
+            self._onnx = _onnx_session(None, onnx_path, threads)
+            if config is None:
+                from laplace_landmarks.onnx_runtime import onnx_config
 
-            config = onnx_config(self._onnx)
+                config = onnx_config(self._onnx)
         self.config = config or RunConfig()
         self.crop_size = int(self.config.data.size)
+        if backend == "onnx" and self._onnx is None:
+            self._onnx = _onnx_session(model, onnx_path, threads, self.crop_size)
         if self._onnx is not None:
             self._onnx.check_interface(self.crop_size)
         self.refine = default_refine(self.config) if refine is None else int(refine)
@@ -730,10 +734,14 @@ DEFAULT_ONNX_THREADS = 1
 
 # --- the two backends: ONNX Runtime (see laplace_landmarks.onnx_runtime) and PyTorch --------------
 def _onnx_session(
-    model: torch.nn.Module | None, path: str | Path | None, threads: int | None
+    model: torch.nn.Module | None,
+    path: str | Path | None,
+    threads: int | None,
+    crop_size: int | None = None,
 ) -> OnnxSession:
-    """An ONNX Runtime session on ``path``, or on ``model``'s export in the cache when ``path``
-    is None (its interface checked there; the caller checks a given file's).
+    """An ONNX Runtime session on ``path``, or on ``model``'s export (taking ``crop_size`` crops)
+    in the cache when ``path`` is None (its interface checked there; the caller checks a given
+    file's).
 
     Raises LandmarksError naming the ONNX file when it cannot be loaded (a cache file is
     rebuilt once first, see ``onnx_cache.cached_session``).
@@ -747,7 +755,7 @@ def _onnx_session(
     require_onnx()  # exporting needs onnx and onnxscript too
     from laplace_landmarks.onnx_cache import cached_session
 
-    return cached_session(model, threads)
+    return cached_session(model, threads, crop_size=crop_size)
 
 
 def _load_torch_generator(path: Path) -> tuple[torch.nn.Module, RunConfig, dict[str, str]]:

@@ -29,31 +29,45 @@ def cache_dir() -> Path:
     return onnx_cache_dir()
 
 
-def model_hash(model: nn.Module, input_dtype: str = "uint8", opset: int = DEFAULT_OPSET) -> str:
-    """sha256 over the weights, the model config, the export settings and the torch version."""
+def model_hash(
+    model: nn.Module,
+    input_dtype: str = "uint8",
+    opset: int = DEFAULT_OPSET,
+    crop_size: int | None = None,
+) -> str:
+    """sha256 over the weights, the model config, the export settings (crop size: ``crop_size``,
+    else the model's own) and the torch version."""
     digest = hashlib.sha256()
     config = getattr(model, "config", None)
-    digest.update(f"{EXPORT_VERSION}|{torch.__version__}|{input_dtype}|{opset}|{config}".encode())
+    size = crop_size or model_crop_size(model)
+    settings = f"{EXPORT_VERSION}|{torch.__version__}|{input_dtype}|{opset}|{size}|{config}"
+    digest.update(settings.encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
-def cached_export(model: nn.Module, input_dtype: str = "uint8") -> Path:
-    """The ONNX file of ``model`` in :func:`cache_dir`, exported on first use (keyed by hash).
+def cached_export(
+    model: nn.Module, input_dtype: str = "uint8", crop_size: int | None = None
+) -> Path:
+    """The ONNX file of ``model`` in :func:`cache_dir`, exported on first use (keyed by hash),
+    taking ``crop_size`` crops (default: the model's own, see ``export.model_crop_size``).
 
     A file that does not match the sha256 checksum written beside it at export (``.sha256``;
     a truncated, corrupt or half-copied file, or one from before checksums) is exported again.
     """
-    path = _cache_path(model, input_dtype)
+    path = _cache_path(model, input_dtype, crop_size)
     if not _checksum_matches(path):
-        _export_to_cache(model, path, input_dtype)
+        _export_to_cache(model, path, input_dtype, crop_size)
     return path
 
 
 def cached_session(
-    model: nn.Module, threads: int | None = None, input_dtype: str = "uint8"
+    model: nn.Module,
+    threads: int | None = None,
+    input_dtype: str = "uint8",
+    crop_size: int | None = None,
 ) -> OnnxSession:
     """An :class:`OnnxSession` on ``model``'s cached export (see :func:`cached_export`).
 
@@ -61,14 +75,14 @@ def cached_session(
     model's crops is rebuilt once, atomically; LandmarksError naming the file when even the
     rebuilt one fails.
     """
-    path = _cache_path(model, input_dtype)
-    size = model_crop_size(model)
+    size = crop_size or model_crop_size(model)
+    path = _cache_path(model, input_dtype, size)
     if _checksum_matches(path):
         try:
             return OnnxSession(path, threads).check_interface(size)
         except LandmarksError:
             pass  # intact but unusable (e.g. written by another exporter): rebuild it
-    _export_to_cache(model, path, input_dtype)
+    _export_to_cache(model, path, input_dtype, size)
     try:
         return OnnxSession(path, threads).check_interface(size)
     except LandmarksError as exc:
@@ -77,8 +91,8 @@ def cached_session(
         ) from exc
 
 
-def _cache_path(model: nn.Module, input_dtype: str) -> Path:
-    return cache_dir() / f"{model_hash(model, input_dtype)[:24]}.onnx"
+def _cache_path(model: nn.Module, input_dtype: str, crop_size: int | None) -> Path:
+    return cache_dir() / f"{model_hash(model, input_dtype, crop_size=crop_size)[:24]}.onnx"
 
 
 def _checksum_path(path: Path) -> Path:
@@ -99,10 +113,10 @@ def _checksum_matches(path: Path) -> bool:
         return False
 
 
-def _export_to_cache(model: nn.Module, path: Path, input_dtype: str) -> None:
+def _export_to_cache(model: nn.Module, path: Path, input_dtype: str, crop_size: int | None) -> None:
     """Export ``model`` to ``path`` and write its checksum, each file atomically."""
     try:
-        export_onnx(model, path, input_dtype=input_dtype)
+        export_onnx(model, path, input_dtype=input_dtype, crop_size=crop_size)
         atomic_write_text(_checksum_path(path), _file_sha256(path) + "\n")
     except OSError as exc:
         raise LandmarksError(f"{path}: cannot write the ONNX cache file ({exc})") from exc
