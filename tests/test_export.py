@@ -189,3 +189,33 @@ def test_missing_onnxruntime_gives_install_hint(tiny, tmp_path, monkeypatch, cap
     assert main(["export", "--model", "rcn-fast", "--onnx", str(tmp_path / "y.onnx")]) == 2
     assert INSTALL_HINT in capsys.readouterr().err
     assert not (tmp_path / "y.onnx").exists()
+
+
+def _int8_weights(path: Path) -> list[np.ndarray]:
+    """The int8 initializers (the quantised conv weights) of an ONNX file."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    return [a for a in map(numpy_helper.to_array, graph.initializer) if a.dtype == np.int8]
+
+
+@needs_onnx
+def test_int8_files_have_7_bit_weights_so_every_x86_cpu_computes_the_same(tiny, tmp_path, crops):
+    """u8 activations x s8 weights: CPUs without VNNI add pairs of products in int16, exact only
+    while 255 * (|w1| + |w2|) <= 32767, i.e. |w| <= 64. Both the shipped int8 file and a fresh
+    ``quantize_onnx`` keep every weight in -64..64 (symmetric 7-bit: 255 * 128 = 32640)."""
+    from laplace_landmarks.export import quantize_onnx
+    from laplace_landmarks.weights import list_pretrained, pretrained_path
+
+    shipped = [m["name"] for m in list_pretrained() if m.get("onnx_int8")]
+    assert shipped, "no shipped int8 file"
+    for name in shipped:
+        weights = _int8_weights(pretrained_path(name).with_suffix(".onnx"))
+        assert len(weights) >= 5, name
+        assert all(int(np.abs(w.astype(np.int32)).max()) <= 64 for w in weights), name
+    fp32 = export_onnx(tiny, tmp_path / "fp32.onnx")
+    out = quantize_onnx(fp32, tmp_path / "int8.onnx", crops[:16])
+    weights = _int8_weights(out)
+    assert weights
+    assert 255 * 2 * max(int(np.abs(w.astype(np.int32)).max()) for w in weights) <= 32767

@@ -64,15 +64,23 @@ def test_registry_lists_the_shipped_models_with_one_default():
     models = list_pretrained()
     current = ["rcn-lite", "rcn-lite-medium", "rcn-lite-accurate", "rcn-fast"]
     ytf68 = [f"{name}-ytf68" for name in [*current, "rcn-accurate"]]
-    assert [m["name"] for m in models] == [*current, *ytf68]
+    # rcn-lite-accurate-112: rcn-lite-accurate's network fine-tuned on 112 px crops
+    assert [m["name"] for m in models] == [
+        *current[:3],
+        "rcn-lite-accurate-112",
+        "rcn-fast",
+        *ytf68,
+    ]
     # the fast rcn-lite is a width-1/4 network run in one pass; its ytf68 parent is width 1/8
-    assert [m["width"] for m in models] == [0.25, 0.25, 0.5, 0.125, 0.125, 0.25, 0.5, 0.125, 0.25]
+    widths = [0.25, 0.25, 0.5, 0.5, 0.125, 0.125, 0.25, 0.5, 0.125, 0.25]
+    assert [m["width"] for m in models] == widths
     archs = [m.get("arch", "rcn") for m in models]
-    assert archs == ["rcn-lite", "rcn-lite", "rcn-lite", "rcn"] * 2 + ["rcn"]
-    assert [m["name"] for m in models if m["default"]] == ["rcn-lite-accurate"]
-    assert pretrained_path() == pretrained_path("rcn-lite-accurate")
+    assert archs == ["rcn-lite"] * 4 + ["rcn"] + ["rcn-lite"] * 3 + ["rcn", "rcn"]
+    assert [m["name"] for m in models if m["default"]] == ["rcn-lite-accurate-112"]
+    assert pretrained_path() == pretrained_path("rcn-lite-accurate-112")
+    assert Landmarker.pretrained("rcn-lite-accurate-112", threads=1).crop_size == 112
     # the 300W models carry a fitted scale factor; the ytf68 files predate it
-    for name in current:
+    for name in [*current, "rcn-lite-accurate-112"]:
         model = Landmarker.pretrained(name, threads=1).model
         assert 0.3 < float(model.scale_factor) < 1.0, name
     assert all(pretrained_path(m["name"]).is_file() and m["card"] for m in models)
@@ -146,10 +154,10 @@ def test_refine_recrops_by_the_five_point_rule(landmarker, emmy_faces):
     box = emmy_faces[0].box
     single = Landmarker.pretrained(refine=False, flip_test=False)  # the same backend (onnx)
     first = single.predict(EMMY, boxes=[box])[0]
-    box_crop = crop_from_detection(box)
+    box_crop = crop_from_detection(box, size=single.crop_size)
     np.testing.assert_allclose(first.crop.matrix, box_crop.matrix)
     final = Landmarker.pretrained(first_pass=False).predict(EMMY, boxes=[box])[0]
-    expected = crop_from_five_points(five_points_from_68(first.points))
+    expected = crop_from_five_points(five_points_from_68(first.points), size=single.crop_size)
     np.testing.assert_allclose(final.crop.matrix, expected.matrix, atol=1e-9)
     assert not np.allclose(final.crop.matrix, box_crop.matrix)
     assert not np.allclose(first.points, final.points)
@@ -265,7 +273,7 @@ def test_flip_test_keeps_the_calibrated_offset(landmarker):
     """Flip averaging must keep point_offset as fitted: a shift added to the offset moves the
     flip-averaged points by exactly that shift (not by its mirror image, which cancels in x)."""
     crops = torch.from_numpy(np.ascontiguousarray(warp_crop(load_image(EMMY), crop_from_detection(
-        (60.0, 60.0, 190.0, 190.0), 80)).transpose(2, 0, 1)[None]))  # fmt: skip
+        (60.0, 60.0, 190.0, 190.0), landmarker.crop_size)).transpose(2, 0, 1)[None]))  # fmt: skip
     model = copy.deepcopy(landmarker.model)
     flipped = Landmarker(model, landmarker.config, flip_test=True)
     before, _ = flipped.predict_batch(crops)
@@ -286,7 +294,7 @@ def test_flip_test_mirrors_only_the_final_pass(landmarker, emmy_faces):
     assert calls == [1, 2]  # the plain first pass; the crop and its mirror image in one call
     plain = Landmarker(landmarker.model, landmarker.config, refine=False)
     first = plain.predict(EMMY, boxes=[box])[0]
-    crop = crop_from_five_points(five_points_from_68(first.points), size=80)
+    crop = crop_from_five_points(five_points_from_68(first.points), size=landmarker.crop_size)
     crops = torch.from_numpy(
         np.ascontiguousarray(warp_crop(load_image(EMMY), crop).transpose(2, 0, 1)[None])
     )
@@ -318,9 +326,10 @@ def test_first_pass_makes_the_first_estimate(landmarker, fast, emmy_faces):
         face = cascade.predict(EMMY, boxes=[box])[0]
     finally:
         del fast._forward, cascade._forward
-    assert calls == [("first", (1, 3, 80, 80)), ("final", (1, 3, 80, 80))]
+    size = landmarker.crop_size  # the default model's (112); rcn-lite's first pass takes 80 px
+    assert calls == [("first", (1, 3, 80, 80)), ("final", (1, 3, size, size))]
     first = fast.predict(EMMY, boxes=[box])[0]
-    crop = crop_from_five_points(five_points_from_68(first.points), size=80)
+    crop = crop_from_five_points(five_points_from_68(first.points), size=size)
     crops = np.ascontiguousarray(warp_crop(load_image(EMMY), crop).transpose(2, 0, 1)[None])
     points, scale = cascade.predict_batch(crops)
     np.testing.assert_allclose(face.points, crop.to_image(points[0]), atol=1e-3)

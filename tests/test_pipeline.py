@@ -258,3 +258,38 @@ def test_shipped_default_recipe_grows_the_network_and_adds_the_junk_term(
     # the junk term's running value is logged in the 300W stage only
     assert "train_junk" in Path("run/300w/metrics.csv").read_text().splitlines()[0]
     assert "train_junk" not in Path("run/dlib-labels/metrics.csv").read_text().splitlines()[0]
+
+
+def test_112_px_recipe_moves_the_default_network_to_larger_crops(
+    tmp_path, data_root, capsys, monkeypatch
+):
+    """``300w-dlib-accurate-112`` (how ``rcn-lite-accurate-112`` is made), tiny: the shipped
+    default network at 112 px on dlib's labels, then on 300W with the junk term, calibrated; the
+    result takes 112 px crops (its config and the Landmarker)."""
+    from laplace_landmarks.dlib_reference import find_dlib_predictor
+    from laplace_landmarks.errors import LandmarksError
+    from laplace_landmarks.inference import Landmarker
+
+    try:
+        find_dlib_predictor()
+    except LandmarksError:
+        pytest.skip("dlib's 68-point predictor is missing: pip install face-recognition-models")
+    monkeypatch.chdir(tmp_path)  # the recipe reads runs/pseudo-dlib relative to the folder
+    assert main(["data", "pseudo-label", str(UNLABELED_SLICE), "--out", "runs/pseudo-dlib"]) == 0
+    args = ["train", "--recipe", "300w-dlib-accurate-112", "--out", "run", "--epochs", "1"]
+    args += [*QUIET, "--batch-size", "4", "--max-train", "8", "--max-val", "4"]
+    args += ["--num-unlabeled", "8", "--cache-dir", "cache"]
+    assert main(args) == 0, capsys.readouterr().err[-2000:]
+    stages = json.loads(Path("run/pipeline.json").read_text())["stages"]
+    assert [s["name"] for s in stages] == ["dlib-labels", "300w"]
+    assert [s["config"]["data"]["size"] for s in stages] == [112, 112]
+    assert [s["config"]["loss"]["junk_weight"] for s in stages] == [0.0, 0.01]
+    assert stages[0]["config"]["train"]["init_from"] == "rcn-lite-accurate"
+    model, config, _ = load_generator(Path("run/calibrated.safetensors"))
+    assert config.data.size == 112 and config.model.depth == 1 and config.model.width == 0.5
+    landmarker = Landmarker(model, config, threads=1)
+    assert landmarker.crop_size == 112
+    face = landmarker.predict(
+        str(TEST_DATA / "300w_slice" / "helen" / "testset" / "2968560214_1.jpg")
+    )
+    assert face and face[0].points.shape == (68, 2)

@@ -107,7 +107,7 @@ def test_json_to_stdout_matches_the_schema(capsys):
     assert code == 0
     document = json.loads(out)
     check_schema(document)
-    assert document["model"] == "rcn-lite-accurate" and document["errors"] == []
+    assert document["model"] == "rcn-lite-accurate-112" and document["errors"] == []
     [image] = document["images"]
     assert (image["path"], image["width"], image["height"]) == (str(EMMY), 389, 360)
     assert len(image["faces"]) == 1 and isinstance(image["faces"][0]["score"], float)
@@ -279,7 +279,7 @@ def test_models_lists_the_shipped_models(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "rcn-lite:" in out and "rcn-fast:" in out and "rcn-accurate-ytf68:" in out
-    assert "rcn-lite-accurate (default):" in out
+    assert "rcn-lite-accurate-112 (default):" in out
     assert "params:" in out and "MB" in out
 
 

@@ -59,7 +59,9 @@ def test_self_crops_are_the_detector_path_crops_and_hold_the_ground_truth(tmp_pa
             centre = np.nanmean(truth[cache.paths[i]], axis=0)
             box = detection_holding(landmarker.detector(rgb), centre)
             face = landmarker.predict(rgb, boxes=[box])[0]
-            np.testing.assert_allclose(face.crop.matrix, cache.matrices[i].numpy(), atol=1e-9)
+            # the crop comes from float32 points (~100 px, eps 1.2e-7 relative), which batching
+            # and the CPU's kernels may round differently: agree to 1e-4 crop px, far below a pixel
+            np.testing.assert_allclose(face.crop.matrix, cache.matrices[i].numpy(), atol=1e-4)
     # other weights make other crops, in another cache file (never a stale hit)
     other = self_crop_cache("rcn-lite-ytf68", dataset, tmp_path / "cache")
     assert other.file != cache.file and other.file.exists() and cache.file.exists()

@@ -233,7 +233,7 @@ class Landmarker:
         Runs the model's shipped ONNX file on ONNX Runtime unless ``backend="torch"`` (which
         loads its weights; needs PyTorch) or an ``onnx_path`` is given; ``model`` loads the
         torch generator on first use. ``flip_test`` and ``first_pass`` left out (or None) take
-        the model's own settings from the index (``rcn-lite-accurate`` starts from ``rcn-lite``'s
+        the model's own settings from the index (the default starts from ``rcn-lite``'s
         one pass and mirrors its final pass; ``rcn-lite-medium`` starts from ``rcn-lite`` too;
         ``refine=0`` goes without a first-pass model). ``first_pass=False``: the model's own.
         """

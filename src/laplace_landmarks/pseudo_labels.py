@@ -17,7 +17,7 @@ ytf68's training frames, restricted to its training identities with ``only``).
 error depends on where exactly that box lies and on which side of the face is which; its points
 on the box, on 6 boxes moved by 4 % of their width or scaled by 6 %, and on each of the 7 boxes
 in the mirrored image (points mirrored back, left and right swapped) are combined by their
-per-coordinate median. On 300W val this takes dlib from 3.18 to 2.91 % NME (14 predictor calls
+per-coordinate median. On 300W val this takes dlib from 3.17 to 2.91 % NME (14 predictor calls
 per face instead of 1; ``docs/results.md``).
 
 Licence: dlib's model was trained on iBUG 300-W (research use only); weights trained on these

@@ -25,6 +25,7 @@ def quantize_onnx(
     mode: str = "static",
     per_channel: bool = False,
     keep_head_fp32: bool = True,
+    reduce_range: bool = True,
 ) -> Path:
     """int8-quantise an exported model with ONNX Runtime's tools, atomically.
 
@@ -39,6 +40,11 @@ def quantize_onnx(
         keep_head_fp32: leave the last Conv (the logits head) in float, a precaution because
             the logits feed a softmax over every pixel. On ytf68 it made no consistent NME
             difference either way (docs/results.md, benchmarks/quantization.py).
+        reduce_range: 7-bit weights (-64..64). ONNX Runtime's u8 x s8 kernels on x86 CPUs
+            without VNNI add pairs of products in int16 (VPMADDUBSW), which saturates when
+            255 * |w1| + 255 * |w2| > 32767; with 7-bit weights the sum is at most 32640, so the
+            integer results are the same on every x86 CPU (with VNNI or without), and a shipped
+            int8 file gives the same points everywhere up to float rounding.
     """
     require_onnx("onnx", "onnxruntime")
     import onnx
@@ -66,6 +72,7 @@ def quantize_onnx(
                 str(prepared),
                 str(temporary),
                 per_channel=per_channel,
+                reduce_range=reduce_range,
                 weight_type=QuantType.QInt8,
                 nodes_to_quantize=nodes,
             )
@@ -86,6 +93,7 @@ def quantize_onnx(
                 Reader(),
                 quant_format=QuantFormat.QDQ,
                 per_channel=per_channel,
+                reduce_range=reduce_range,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 nodes_to_quantize=nodes,

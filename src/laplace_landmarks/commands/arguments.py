@@ -49,7 +49,7 @@ def add_first_pass(parser: argparse.ArgumentParser, prefix: str = "") -> None:
         metavar="MODEL",
         help=f"{prefix}a model (shipped name or file) whose one pass from the box makes the "
         "first estimate, which the model re-crops from; 'none' for the model's own first pass. "
-        "Default: the model's own setting (rcn-lite for rcn-lite-accurate; none for the others "
+        "Default: the model's own setting (rcn-lite for rcn-lite-accurate[-112] and rcn-lite-medium; none for the others "
         "and weights files)",
     )
 

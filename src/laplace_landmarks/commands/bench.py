@@ -85,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 #: ``bench --vs-dlib``'s models: the shipped 300W models, fast to default.
-VS_DLIB_MODELS = ("rcn-lite", "rcn-lite-medium", "rcn-lite-accurate")
+VS_DLIB_MODELS = ("rcn-lite", "rcn-lite-medium", "rcn-lite-accurate-112")
 
 
 def parse_widths(values: list[str]) -> list[float]:

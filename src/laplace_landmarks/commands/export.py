@@ -5,7 +5,8 @@ The ONNX file maps crops ``(N, 3, 80, 80)`` (uint8 by default) to points and Lap
 Runtime and the torch model on the same real face crops (the bundled sample photos, cut with the
 package's crop code, plus ``--verify-root`` faces) and prints the largest differences in crop
 pixels. With ``--quantize int8`` it writes a statically quantised model instead (calibrated on
-ytf68 train crops when the data is available, else on the samples) and reports its difference.
+ytf68 train crops when the data is available, else on the samples; 7-bit weights, so every x86
+CPU computes the same integers) and reports its difference.
 Needs ``pip install laplace-landmarks[onnx]``.
 """
 

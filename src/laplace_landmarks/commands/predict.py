@@ -163,7 +163,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="average the final pass with the mirrored crop, each point weighted by its inverse "
         "variance (one more network pass; 0.1 NME points better for the default on 300W val). "
-        "Default: the model's own setting (on for rcn-lite-accurate, off for the others and "
+        "Default: the model's own setting (on for rcn-lite-accurate[-112], off for the others and "
         "weights files)",
     )
     add_first_pass(parser)

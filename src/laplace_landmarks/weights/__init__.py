@@ -8,11 +8,14 @@ otherwise; default false). A model
 card ``<name>.md`` may sit beside the weights, and the model's ONNX export (network + decoding +
 fitted buffers, with its config in the ONNX metadata; ``laplace-landmarks export --model NAME
 --onnx weights/NAME.onnx``) beside the weights file, with its stem: what the core install (no
-torch) runs. Nothing is downloaded: the files ship in the wheel.
+torch) runs. With ``"onnx_int8": true`` that file is the weights' int8 static quantisation
+(``export --quantize int8``) instead of a float export: the ONNX backend (the default) and the
+PyTorch backend then differ by the quantisation's error, and the card says by how much. Nothing
+is downloaded: the files ship in the wheel.
 
 Example:
     >>> [m["name"] for m in list_pretrained()]  # doctest: +SKIP
-    ['rcn-lite', 'rcn-lite-medium', 'rcn-lite-accurate', 'rcn-fast', 'rcn-lite-ytf68', ...]
+    ['rcn-lite', 'rcn-lite-medium', 'rcn-lite-accurate', 'rcn-lite-accurate-112', 'rcn-fast', ...]
     >>> pretrained_path("rcn-fast").name  # doctest: +SKIP
     'rcn-fast.safetensors'
 """
@@ -54,6 +57,7 @@ def list_pretrained() -> list[dict[str, Any]]:
                 **entry,
                 "path": path,
                 "onnx": onnx if onnx.is_file() else None,
+                "onnx_int8": bool(entry.get("onnx_int8", False)),
                 "card": card if card.is_file() else None,
             }
         )
