@@ -222,12 +222,10 @@ def test_multi_stage_resume_applies_a_new_lr_and_refuses_a_new_width(tmp_path, d
     assert "--width 0.125 differs from the run's 0.0625 and cannot change" in err
 
 
-def test_shipped_default_recipe_grows_the_network_and_adds_the_junk_term(
-    tmp_path, data_root, capsys, monkeypatch
-):
-    """``300w-dlib-accurate`` (how the default model is made), tiny: dlib's labels on the
-    unlabelled slice, the same labels with the network grown to depth 1, more epochs on them,
-    then 300W with the junk term, then calibration."""
+def _run_dlib_label_recipe(recipe: str, tmp_path, capsys, monkeypatch) -> list[dict]:
+    """Pseudo-label the unlabelled slice with dlib into runs/pseudo-dlib (where the shipped
+    dlib-label recipes read it, relative to the current folder), then run ``recipe`` tiny into
+    ``run/``; its stages from pipeline.json. Skips without dlib's 68-point model."""
     from laplace_landmarks.dlib_reference import find_dlib_predictor
     from laplace_landmarks.errors import LandmarksError
 
@@ -235,13 +233,22 @@ def test_shipped_default_recipe_grows_the_network_and_adds_the_junk_term(
         find_dlib_predictor()
     except LandmarksError:
         pytest.skip("dlib's 68-point predictor is missing: pip install face-recognition-models")
-    monkeypatch.chdir(tmp_path)  # the recipe reads runs/pseudo-dlib relative to the folder
+    monkeypatch.chdir(tmp_path)
     assert main(["data", "pseudo-label", str(UNLABELED_SLICE), "--out", "runs/pseudo-dlib"]) == 0
-    args = ["train", "--recipe", "300w-dlib-accurate", "--out", "run", "--epochs", "1"]
+    args = ["train", "--recipe", recipe, "--out", "run", "--epochs", "1"]
     args += [*QUIET, "--batch-size", "4", "--max-train", "8", "--max-val", "4"]
     args += ["--num-unlabeled", "8", "--cache-dir", "cache"]
     assert main(args) == 0, capsys.readouterr().err[-2000:]
-    stages = json.loads(Path("run/pipeline.json").read_text())["stages"]
+    return json.loads(Path("run/pipeline.json").read_text())["stages"]
+
+
+def test_shipped_default_recipe_grows_the_network_and_adds_the_junk_term(
+    tmp_path, data_root, capsys, monkeypatch
+):
+    """``300w-dlib-accurate`` (how the 80 px model is made), tiny: dlib's labels on the
+    unlabelled slice, the same labels with the network grown to depth 1, more epochs on them,
+    then 300W with the junk term, then calibration."""
+    stages = _run_dlib_label_recipe("300w-dlib-accurate", tmp_path, capsys, monkeypatch)
     names = ["dlib-labels", "dlib-labels-deeper", "dlib-labels-longer", "300w"]
     assert [s["name"] for s in stages] == names
     depths = [s["config"]["model"]["depth"] for s in stages]
@@ -266,21 +273,9 @@ def test_112_px_recipe_moves_the_default_network_to_larger_crops(
     """``300w-dlib-accurate-112`` (how ``rcn-lite-accurate-112`` is made), tiny: the shipped
     default network at 112 px on dlib's labels, then on 300W with the junk term, calibrated; the
     result takes 112 px crops (its config and the Landmarker)."""
-    from laplace_landmarks.dlib_reference import find_dlib_predictor
-    from laplace_landmarks.errors import LandmarksError
     from laplace_landmarks.inference import Landmarker
 
-    try:
-        find_dlib_predictor()
-    except LandmarksError:
-        pytest.skip("dlib's 68-point predictor is missing: pip install face-recognition-models")
-    monkeypatch.chdir(tmp_path)  # the recipe reads runs/pseudo-dlib relative to the folder
-    assert main(["data", "pseudo-label", str(UNLABELED_SLICE), "--out", "runs/pseudo-dlib"]) == 0
-    args = ["train", "--recipe", "300w-dlib-accurate-112", "--out", "run", "--epochs", "1"]
-    args += [*QUIET, "--batch-size", "4", "--max-train", "8", "--max-val", "4"]
-    args += ["--num-unlabeled", "8", "--cache-dir", "cache"]
-    assert main(args) == 0, capsys.readouterr().err[-2000:]
-    stages = json.loads(Path("run/pipeline.json").read_text())["stages"]
+    stages = _run_dlib_label_recipe("300w-dlib-accurate-112", tmp_path, capsys, monkeypatch)
     assert [s["name"] for s in stages] == ["dlib-labels", "300w"]
     assert [s["config"]["data"]["size"] for s in stages] == [112, 112]
     assert [s["config"]["loss"]["junk_weight"] for s in stages] == [0.0, 0.01]

@@ -34,8 +34,8 @@ on uniform grey gives 0.078, a background corner 0.083, uniform noise 0.21, and 
 blurred with a Gaussian of radius 16 px (eyes barely visible) 0.045, radius 32 px 0.073.
 0.06 passed every real face with a margin of 1.4x over the largest and flagged the non-faces.
 With today's default (``rcn-lite-accurate-112``, int8 ONNX) the same 90 faces give 0.017 to
-0.042 (median 0.024), except one: a ytf68 frame turned about 40 degrees to the side (Nicolas
-Eyzaguirre 11a), 0.10, which it flags (its eye and jaw points get 2-3x the scale the 80 px model
+0.042 (median 0.024), except one: a ytf68 frame turned to the side (Nicolas Eyzaguirre 11a, yaw
+28-31 degrees by ``predict --pose``), 0.10, which it flags (its eye and jaw points get 2-3x the scale the 80 px model
 gave them); on boxes of pure noise its median is 4.9 (``calibrate``'s check).
 
 Example:
